@@ -87,7 +87,7 @@ struct appliance {
         uint32_t idle_timeout_ms = 30000;
         uint32_t upstream_timeout_ms = 2000;
         uint32_t max_queries_per_connection = 65535;
-        uint32_t dns_cache_entries = 65536;
+        uint32_t dns_cache_entries = 16384;
     } limits;
 };
 

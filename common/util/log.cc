@@ -7,6 +7,7 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 
 namespace zt::log {
@@ -61,6 +62,44 @@ void write(level l, std::string_view msg) noexcept {
         p += w;
         n -= size_t(w);
     }
+}
+
+size_t buffered::prefix(level l, char* out) noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    if (ts.tv_sec != _stamp_second) {
+        tm t{};
+        gmtime_r(&ts.tv_sec, &t);
+        strftime(_stamp, sizeof _stamp, "%Y-%m-%dT%H:%M:%SZ", &t);
+        _stamp_second = ts.tv_sec;
+    }
+    size_t n = strlen(_stamp);
+    std::memcpy(out, _stamp, n);
+    out[n++] = ' ';
+    out[n++] = '[';
+    auto name = level_name(l);
+    std::memcpy(out + n, name.data(), name.size());
+    n += name.size();
+    out[n++] = ']';
+    out[n++] = ' ';
+    return n;
+}
+
+void buffered::flush() noexcept {
+    const char* p = _buf;
+    size_t n = _len;
+    while (n > 0) {
+        ssize_t w = ::write(STDERR_FILENO, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            break;
+        }
+        p += w;
+        n -= size_t(w);
+    }
+    _len = 0;
 }
 
 } // namespace zt::log

@@ -1,0 +1,142 @@
+// The one file that knows liburing: ring setup with the flags the kernel has,
+// an opcode probe that refuses to start with a clear message, provided buffer
+// rings (liburing 2.3 lacks io_uring_setup_buf_ring), and the user_data
+// encoding `op | slot generation | slot index`, so a completion that arrives
+// for a recycled slot is recognised and dropped. One ring per shard thread.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+struct io_uring;
+struct io_uring_sqe;
+struct io_uring_buf_ring;
+struct sockaddr;
+struct msghdr;
+
+namespace zt::net {
+
+/// What a completion is for; the handler switches on it.
+enum class op : uint8_t {
+    none,
+    accept,
+    recv,
+    send,
+    connect,
+    timeout,
+    cancel,
+    close,
+    splice,
+    recvmsg,
+    sendmsg,
+    wake,
+    upstream, ///< a datagram from an upstream resolver
+};
+
+/// user_data: op in bits 56-63, slot generation in 32-55, slot index in 0-31.
+struct tag {
+    op kind = op::none;
+    uint32_t generation = 0; ///< 24 bits used
+    uint32_t index = 0;
+    uint64_t encode() const noexcept {
+        return uint64_t(kind) << 56 | uint64_t(generation & 0xffffff) << 32 | index;
+    }
+    static tag decode(uint64_t v) noexcept {
+        return {static_cast<op>(v >> 56), static_cast<uint32_t>(v >> 32) & 0xffffff, static_cast<uint32_t>(v)};
+    }
+};
+
+/// One completion, decoded.
+struct completion {
+    tag t;
+    int32_t res;
+    uint32_t flags;
+    bool more() const noexcept;       ///< a multishot request stays armed
+    bool has_buffer() const noexcept; ///< res bytes are in a provided buffer
+    uint16_t buffer_id() const noexcept;
+};
+
+/// A kernel timespec that must outlive its timeout request.
+struct timeout_spec {
+    int64_t tv_sec;
+    long long tv_nsec;
+};
+
+class ring {
+public:
+    /// Sets up a ring with `entries` SQEs. Returns nullptr and sets `err` if
+    /// io_uring is unavailable or lacks an opcode we need (named in `err`).
+    static std::unique_ptr<ring> create(unsigned entries, std::string& err);
+    ~ring();
+    ring(const ring&) = delete;
+    ring& operator=(const ring&) = delete;
+
+    /// Whether the kernel has splice through io_uring (the kTLS fast path).
+    bool has_splice() const noexcept { return _has_splice; }
+
+    // ---- requests (queued; submitted by wait()) ----
+    void accept_multishot(int fd, tag t) noexcept;
+    void recv(int fd, void* buf, uint32_t len, tag t) noexcept;
+    /// One recv into a buffer of group `group` (the kernel picks it when data arrives).
+    void recv_provided(int fd, uint16_t group, tag t) noexcept;
+    /// Multishot recv into buffer group `group`.
+    void recv_multishot(int fd, uint16_t group, tag t) noexcept;
+    void send(int fd, const void* buf, uint32_t len, tag t) noexcept;
+    void sendmsg(int fd, const msghdr* msg, tag t) noexcept;
+    void recvmsg(int fd, msghdr* msg, tag t) noexcept;
+    void connect(int fd, const sockaddr* addr, uint32_t len, tag t) noexcept;
+    /// connect() linked to a timeout: the connect is cancelled (-ECANCELED) after `ts`.
+    void connect_with_timeout(int fd, const sockaddr* addr, uint32_t len, tag t, const timeout_spec* ts) noexcept;
+    void timeout(const timeout_spec* ts, tag t) noexcept;
+    /// Cancels every request whose user_data is `target`.
+    void cancel(tag target) noexcept;
+    void cancel_fd(int fd) noexcept;
+    void close(int fd) noexcept;
+    void splice(int fd_in, int fd_out, uint32_t len, tag t) noexcept;
+    /// Reads the eventfd `fd` into `buf` (8 bytes) to wake the loop from another thread.
+    void read_eventfd(int fd, uint64_t* buf, tag t) noexcept;
+
+    /// Submits what is queued and waits up to `timeout_ms` for at least one
+    /// completion; then calls `f(const completion&)` for each and returns the count.
+    template <typename F>
+    unsigned wait(int timeout_ms, F&& f) noexcept {
+        submit_and_wait(timeout_ms);
+        unsigned n = 0;
+        completion c;
+        while (peek(c)) {
+            f(c);
+            ++n;
+        }
+        return n;
+    }
+
+    // ---- provided buffers ----
+    /// Registers buffer group `group`: `count` (power of two) buffers of
+    /// `size` bytes. False and `err` on failure.
+    bool add_buffer_group(uint16_t group, uint32_t count, uint32_t size, std::string& err) noexcept;
+    std::byte* buffer(uint16_t group, uint16_t id) const noexcept;
+    /// Gives a buffer back to the kernel.
+    void recycle(uint16_t group, uint16_t id) noexcept;
+
+private:
+    ring() = default;
+    io_uring_sqe* next_sqe() noexcept;
+    void submit_and_wait(int timeout_ms) noexcept;
+    bool peek(completion& c) noexcept;
+
+    struct group_state {
+        io_uring_buf_ring* br = nullptr;
+        std::byte* base = nullptr;
+        uint32_t count = 0;
+        uint32_t size = 0;
+        size_t map_len = 0;
+    };
+    std::unique_ptr<io_uring> _ring;
+    group_state _groups[4];
+    bool _has_splice = false;
+};
+
+} // namespace zt::net

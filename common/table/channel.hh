@@ -1,0 +1,49 @@
+// The messages of the table channel between ztdns-control (publisher) and
+// ztdns-dataplane (subscriber): a unix SOCK_SEQPACKET socket, one message per
+// packet, the table itself travelling as a sealed memfd (SCM_RIGHTS).
+#pragma once
+
+#include <fcntl.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace zt::table::channel {
+
+inline constexpr uint32_t magic = 0x5a544348; // "ZTCH"
+inline constexpr uint16_t version = 1;
+
+enum class msg_type : uint16_t { table = 1, ack = 2 };
+
+/// Publisher -> subscriber, with exactly one fd (SCM_RIGHTS): a memfd sealed
+/// with required_seals, holding
+/// `size` bytes of table.
+struct table_msg {
+    uint32_t magic = channel::magic;
+    uint16_t version = channel::version;
+    msg_type type = msg_type::table;
+    uint64_t generation = 0;
+    uint64_t size = 0;
+};
+static_assert(sizeof(table_msg) == 24);
+
+enum class ack_status : uint32_t { adopted = 0, rejected = 1 };
+
+/// Subscriber -> publisher, for every table_msg: adopted, or rejected with a
+/// NUL-terminated reason.
+struct ack_msg {
+    uint32_t magic = channel::magic;
+    uint16_t version = channel::version;
+    msg_type type = msg_type::ack;
+    uint64_t generation = 0;
+    ack_status status = ack_status::adopted;
+    uint32_t reserved = 0;
+    char reason[112] = {};
+};
+static_assert(sizeof(ack_msg) == 136);
+
+/// The seals the publisher sets and a subscriber requires before it maps a
+/// table: no write, no resize (so no SIGBUS), and no change of seals.
+inline constexpr int required_seals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
+
+} // namespace zt::table::channel

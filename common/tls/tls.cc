@@ -1,0 +1,249 @@
+// wolfSSL with custom IO callbacks over caller buffers (see tls.hh).
+#include "common/tls/tls.hh"
+
+#include "common/tls/alloc.hh"
+
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfio.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include <fmt/format.h>
+
+namespace zt::tls {
+
+void init() noexcept {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        install_pooled_allocator();
+        wolfSSL_Init();
+    });
+}
+
+bool has_aesni() noexcept {
+#ifdef WOLFSSL_AESNI
+    return true;
+#else
+    return false;
+#endif
+}
+
+context& context::operator=(context&& o) noexcept {
+    if (this != &o) {
+        if (_ctx) {
+            wolfSSL_CTX_free(_ctx);
+        }
+        _ctx = o._ctx;
+        o._ctx = nullptr;
+    }
+    return *this;
+}
+
+context::~context() {
+    if (_ctx) {
+        wolfSSL_CTX_free(_ctx);
+    }
+}
+
+context context::create(const context_options& o, std::string& err) {
+    init();
+    context c;
+    WOLFSSL_METHOD* method = o.server ? wolfSSLv23_server_method() : wolfSSLv23_client_method();
+    c._ctx = wolfSSL_CTX_new(method);
+    if (!c._ctx) {
+        err = "wolfSSL_CTX_new failed";
+        return c;
+    }
+    auto fail = [&](std::string why) {
+        err = std::move(why);
+        wolfSSL_CTX_free(c._ctx);
+        c._ctx = nullptr;
+        return std::move(c);
+    };
+    if (wolfSSL_CTX_SetMinVersion(c._ctx, o.allow_tls12 ? WOLFSSL_TLSV1_2 : WOLFSSL_TLSV1_3) != WOLFSSL_SUCCESS) {
+        return fail("cannot set the minimum TLS version");
+    }
+    // AEAD suites only; ECDSA and RSA certificates both work.
+    const char* suites = "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+                         "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                         "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:"
+                         "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    if (wolfSSL_CTX_set_cipher_list(c._ctx, suites) != WOLFSSL_SUCCESS) {
+        return fail("cannot set the cipher suites");
+    }
+    if (!o.cert_pem.empty()) {
+        if (wolfSSL_CTX_use_certificate_chain_buffer(c._ctx, reinterpret_cast<const unsigned char*>(o.cert_pem.data()),
+                                                     static_cast<long>(o.cert_pem.size())) != WOLFSSL_SUCCESS) {
+            return fail("cannot load the certificate (not PEM?)");
+        }
+        if (wolfSSL_CTX_use_PrivateKey_buffer(c._ctx, reinterpret_cast<const unsigned char*>(o.key_pem.data()),
+                                              static_cast<long>(o.key_pem.size()),
+                                              WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+            return fail("cannot load the private key (not PEM, or encrypted?)");
+        }
+        if (wolfSSL_CTX_check_private_key(c._ctx) != WOLFSSL_SUCCESS) {
+            return fail("the private key does not belong to the certificate");
+        }
+    }
+    if (!o.ca_pem.empty()) {
+        if (wolfSSL_CTX_load_verify_buffer(c._ctx, reinterpret_cast<const unsigned char*>(o.ca_pem.data()),
+                                           static_cast<long>(o.ca_pem.size()),
+                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
+            return fail("cannot load the CA certificate");
+        }
+    }
+    int mode = WOLFSSL_VERIFY_NONE;
+    if (o.require_peer_cert) {
+        mode = WOLFSSL_VERIFY_PEER | (o.server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    }
+    wolfSSL_CTX_set_verify(c._ctx, mode, nullptr);
+    // No resumption: every connection proves its certificate again, and a
+    // revoked CN cannot come back on an old session.
+    wolfSSL_CTX_set_session_cache_mode(c._ctx, WOLFSSL_SESS_CACHE_OFF);
+    wolfSSL_CTX_NoTicketTLSv12(c._ctx);
+    wolfSSL_CTX_no_ticket_TLSv13(c._ctx);
+    wolfSSL_CTX_SetIORecv(c._ctx, &session::on_recv);
+    wolfSSL_CTX_SetIOSend(c._ctx, &session::on_send);
+    return c;
+}
+
+int session::on_recv(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto* s = static_cast<session*>(ctx);
+    if (s->_in.empty()) {
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    }
+    size_t n = std::min(s->_in.size(), static_cast<size_t>(sz));
+    std::memcpy(buf, s->_in.data(), n);
+    s->_in = s->_in.subspan(n);
+    return static_cast<int>(n);
+}
+
+int session::on_send(WOLFSSL*, char* buf, int sz, void* ctx) {
+    auto* s = static_cast<session*>(ctx);
+    out_buffer* out = s->_out;
+    uint32_t room = out->capacity - out->length;
+    if (room == 0) {
+        return WOLFSSL_CBIO_ERR_WANT_WRITE;
+    }
+    uint32_t n = std::min(room, static_cast<uint32_t>(sz));
+    std::memcpy(out->data + out->length, buf, n);
+    out->length += n;
+    return static_cast<int>(n);
+}
+
+bool session::start(const context& ctx, out_buffer* out, std::string_view sni) noexcept {
+    reset();
+    _ssl = wolfSSL_new(ctx.raw());
+    if (!_ssl) {
+        return false;
+    }
+    _out = out;
+    _in = {};
+    _cn_len = 0;
+    wolfSSL_SetIOReadCtx(_ssl, this);
+    wolfSSL_SetIOWriteCtx(_ssl, this);
+    if (!sni.empty()) {
+        wolfSSL_UseSNI(_ssl, WOLFSSL_SNI_HOST_NAME, sni.data(), static_cast<unsigned short>(sni.size()));
+    }
+    return true;
+}
+
+void session::reset() noexcept {
+    if (_ssl) {
+        wolfSSL_free(_ssl);
+        _ssl = nullptr;
+    }
+}
+
+status session::map(int ret) noexcept {
+    if (ret > 0) {
+        return status::done;
+    }
+    int e = wolfSSL_get_error(_ssl, ret);
+    _last_error = e;
+    switch (e) {
+    case WOLFSSL_ERROR_WANT_READ:
+        return status::want_read;
+    case WOLFSSL_ERROR_WANT_WRITE:
+        return status::want_write;
+    case WOLFSSL_ERROR_ZERO_RETURN:
+        return status::closed;
+    default:
+        return status::failed;
+    }
+}
+
+void session::capture_peer() noexcept {
+    _cn_len = 0;
+    WOLFSSL_X509* peer = wolfSSL_get_peer_certificate(_ssl);
+    if (!peer) {
+        return;
+    }
+    if (const char* cn = wolfSSL_X509_get_subjectCN(peer)) {
+        size_t n = strnlen(cn, sizeof _cn);
+        // A CN that does not fit is not one of ours: leave it empty (refused).
+        if (n < sizeof _cn) {
+            std::memcpy(_cn, cn, n);
+            _cn_len = static_cast<uint8_t>(n);
+        }
+    }
+    wolfSSL_X509_free(peer);
+}
+
+status session::handshake() noexcept {
+    int ret = wolfSSL_is_server(_ssl) ? wolfSSL_accept(_ssl) : wolfSSL_connect(_ssl);
+    status s = map(ret);
+    if (s == status::done) {
+        capture_peer();
+    }
+    return s;
+}
+
+status session::read(std::span<std::byte> plain, size_t& n) noexcept {
+    n = 0;
+    int ret = wolfSSL_read(_ssl, plain.data(), static_cast<int>(std::min<size_t>(plain.size(), 1 << 30)));
+    if (ret > 0) {
+        n = static_cast<size_t>(ret);
+        return status::done;
+    }
+    return map(ret);
+}
+
+status session::write(std::span<const std::byte> plain, size_t& n) noexcept {
+    n = 0;
+    if (plain.empty()) {
+        return status::done;
+    }
+    int ret = wolfSSL_write(_ssl, plain.data(), static_cast<int>(std::min<size_t>(plain.size(), 1 << 30)));
+    if (ret > 0) {
+        n = static_cast<size_t>(ret);
+        return status::done;
+    }
+    return map(ret);
+}
+
+void session::shutdown() noexcept {
+    if (_ssl) {
+        wolfSSL_shutdown(_ssl);
+    }
+}
+
+int session::pending() const noexcept { return _ssl ? wolfSSL_pending(_ssl) : 0; }
+
+std::string_view session::sni() const noexcept {
+    if (!_ssl) {
+        return {};
+    }
+    void* data = nullptr;
+    unsigned short len = wolfSSL_SNI_GetRequest(_ssl, WOLFSSL_SNI_HOST_NAME, &data);
+    return len ? std::string_view(static_cast<const char*>(data), len) : std::string_view{};
+}
+
+const char* session::error_string() const noexcept { return wolfSSL_ERR_reason_error_string(_last_error); }
+const char* session::version() const noexcept { return _ssl ? wolfSSL_get_version(_ssl) : ""; }
+const char* session::cipher() const noexcept { return _ssl ? wolfSSL_get_cipher(_ssl) : ""; }
+
+} // namespace zt::tls

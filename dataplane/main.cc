@@ -1,0 +1,281 @@
+// ztdns-dataplane: the DoT server (and, later, the TLS proxy). One shard per
+// online core, each a thread pinned to its core with its own io_uring and
+// SO_REUSEPORT listeners. The main thread owns the table subscription (from
+// ztdns-control, or the table file alone), signals and counters.
+#include "common/config/parse.hh"
+#include "common/net/socket.hh"
+#include "common/table/subscriber.hh"
+#include "common/tls/tls.hh"
+#include "common/util/fs.hh"
+#include "common/util/log.hh"
+#include "dataplane/shard.hh"
+
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr std::string_view usage = R"(usage: ztdns-dataplane [--data-dir DIR] [--shards N] [--dot-listen ADDR:PORT ...]
+                       [--upstream ADDR:PORT ...] [--log-queries on|off] [--no-control]
+
+Serves DNS over TLS (mutual TLS, client certificates from the data dir's CA)
+with the route table from ztdns-control (DIR/table.sock) or, without it, the
+last table file (DIR/route.table). Listen addresses, upstreams and limits come
+from DIR/ztdns.json; the options override them. SIGTERM stops gracefully.
+)";
+
+struct options {
+    std::string dir = std::getenv("ZTDNS_DATA_DIR") ? std::getenv("ZTDNS_DATA_DIR") : "/var/lib/ztdns";
+    uint32_t shards = 0;
+    std::vector<std::string> dot_listen;
+    std::vector<std::string> upstreams;
+    bool log_queries = true;
+    bool use_control = true;
+};
+
+bool parse_args(int argc, char** argv, options& o) {
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "ztdns-dataplane: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--data-dir") {
+            o.dir = value();
+        } else if (a == "--shards") {
+            o.shards = static_cast<uint32_t>(std::strtoul(value().c_str(), nullptr, 10));
+        } else if (a == "--dot-listen") {
+            o.dot_listen.push_back(value());
+        } else if (a == "--upstream") {
+            o.upstreams.push_back(value());
+        } else if (a == "--log-queries") {
+            o.log_queries = value() != "off";
+        } else if (a == "--no-control") {
+            o.use_control = false;
+        } else if (a == "-h" || a == "--help") {
+            std::fputs(usage.data(), stdout);
+            std::exit(0);
+        } else {
+            std::fprintf(stderr, "ztdns-dataplane: unknown argument %s\n%s", a.c_str(), usage.data());
+            return false;
+        }
+    }
+    return true;
+}
+
+std::string read_or_die(const std::string& path) {
+    std::string text, err;
+    if (!zt::fs::read_file(path, text, err)) {
+        throw std::runtime_error(err);
+    }
+    return text;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    options o;
+    if (!parse_args(argc, argv, o)) {
+        return 2;
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &mask, nullptr); // shards inherit the mask
+    int sig_fd = ::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    try {
+        auto app = zt::config::parse_appliance(read_or_die(o.dir + "/ztdns.json"));
+        if (!app.ok()) {
+            throw std::runtime_error(app.errors[0].str());
+        }
+        const auto& a = app.value;
+#ifdef ZT_SYSTEM_WOLFSSL
+        zt::log::warn("DNS: built with Debian's wolfSSL (no AES-NI): bulk TLS is slow");
+#endif
+        std::string err;
+        zt::tls::context_options tls_opts;
+        tls_opts.server = true;
+        tls_opts.cert_pem = read_or_die(o.dir + "/server/server.crt");
+        tls_opts.key_pem = read_or_die(o.dir + "/server/server.key");
+        tls_opts.ca_pem = read_or_die(o.dir + "/ca/ca.crt");
+        tls_opts.allow_tls12 = a.tls_min_version == "1.2";
+        auto server_tls = zt::tls::context::create(tls_opts, err);
+        if (!server_tls.valid()) {
+            throw std::runtime_error("server certificate: " + err);
+        }
+
+        uint32_t shards = o.shards ? o.shards : a.shards;
+        if (shards == 0) {
+            shards = std::max(1u, std::thread::hardware_concurrency());
+        }
+        zt::dataplane::shard_options so;
+        so.server_name = a.server_name;
+        so.max_connections = a.limits.max_connections_per_shard;
+        so.max_connections_per_cn = a.limits.max_connections_per_cn;
+        so.handshake_timeout_ms = a.limits.handshake_timeout_ms;
+        so.idle_timeout_ms = a.limits.idle_timeout_ms;
+        so.upstream_timeout_ms = a.limits.upstream_timeout_ms;
+        so.max_queries_per_connection = a.limits.max_queries_per_connection;
+        so.cache_entries = a.limits.dns_cache_entries;
+        so.log_queries = o.log_queries;
+        // Every connection holds a few descriptors' worth at most; stay within the hard limit.
+        rlimit rl{};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        uint64_t fd_budget = rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / shards : 64;
+        so.max_connections = static_cast<uint32_t>(std::min<uint64_t>(so.max_connections, fd_budget));
+        for (const auto& u : o.upstreams.empty() ? a.upstreams : o.upstreams) {
+            zt::net::address addr;
+            if (!zt::net::parse_address(u, addr)) {
+                throw std::runtime_error("bad upstream address " + u);
+            }
+            so.upstreams.push_back(addr);
+        }
+        // Port 0 means "any": bind once to learn the port, then every shard binds it.
+        std::vector<int> first_listeners;
+        for (const auto& l : o.dot_listen.empty() ? a.dot_listen : o.dot_listen) {
+            zt::net::address addr;
+            if (!zt::net::parse_address(l, addr)) {
+                throw std::runtime_error("bad listen address " + l);
+            }
+            int fd = zt::net::listen_tcp(addr, 16, err);
+            if (fd < 0) {
+                throw std::runtime_error(err);
+            }
+            uint16_t port = zt::net::bound_port(fd);
+            if (addr.family() == AF_INET) {
+                reinterpret_cast<sockaddr_in*>(&addr.storage)->sin_port = htons(port);
+            } else {
+                reinterpret_cast<sockaddr_in6*>(&addr.storage)->sin6_port = htons(port);
+            }
+            first_listeners.push_back(fd); // held until the shards listen, so the port stays ours
+            so.dot_listen.push_back(addr);
+        }
+
+        zt::table::holder holder(shards + 1);
+        zt::table::subscriber sub(holder, {o.dir + "/table.sock"});
+        if (zt::fs::exists(o.dir + "/route.table")) {
+            if (auto e = sub.load_file(o.dir + "/route.table"); !e.empty()) {
+                zt::log::warn("DNS: {}", e);
+            }
+        }
+
+        zt::dataplane::shard_shared shared;
+        shared.server_tls = &server_tls;
+        std::vector<std::unique_ptr<zt::dataplane::shard>> all;
+        for (uint32_t i = 0; i < shards; ++i) {
+            all.push_back(std::make_unique<zt::dataplane::shard>(i, so, shared, holder.add_reader()));
+        }
+        std::vector<std::thread> threads;
+        std::atomic<uint32_t> ready{0};
+        std::atomic<bool> failed{false};
+        std::string shard_error;
+        std::mutex error_mutex;
+        unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+        for (uint32_t i = 0; i < shards; ++i) {
+            threads.emplace_back([&, i] {
+                cpu_set_t set;
+                CPU_ZERO(&set);
+                CPU_SET(i % cpus, &set);
+                pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+                std::string e;
+                if (!all[i]->init(e)) {
+                    std::lock_guard lock(error_mutex);
+                    shard_error = e;
+                    failed = true;
+                    ++ready;
+                    return;
+                }
+                ++ready;
+                while (ready.load() < shards) {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                }
+                if (!failed) {
+                    all[i]->run();
+                }
+            });
+        }
+        while (ready.load() < shards) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+        for (int fd : first_listeners) {
+            ::close(fd);
+        }
+        if (failed) {
+            shared.stop = true;
+            for (auto& t : threads) {
+                t.join();
+            }
+            throw std::runtime_error(shard_error);
+        }
+        for (const auto& l : so.dot_listen) {
+            zt::log::info("DNS: listening on {} (DoT, {} shards)", l.str(), shards);
+        }
+        if (!sub.generation()) {
+            zt::log::warn("DNS: no route table yet: every name is forwarded until ztdns-control publishes one");
+        }
+        for (;;) {
+            pollfd fds[2] = {{sig_fd, POLLIN, 0}, {o.use_control ? sub.fd() : -1, sub.events(), 0}};
+            int wait = sub.timeout_ms();
+            if (wait < 0 || wait > 1000) {
+                wait = 1000;
+            }
+            ::poll(fds, 2, wait);
+            if (fds[0].revents & POLLIN) {
+                signalfd_siginfo si{};
+                if (::read(sig_fd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
+                    zt::log::info("DNS: stopping (signal {}), finishing open work", si.ssi_signo);
+                    break;
+                }
+            }
+            if (o.use_control) {
+                if (fds[1].revents) {
+                    sub.on_ready(fds[1].revents);
+                }
+                sub.on_timer();
+            }
+        }
+        shared.stop = true;
+        for (auto& s : all) {
+            s->wake();
+        }
+        for (auto& t : threads) {
+            t.join();
+        }
+        zt::dataplane::shard_counters total;
+        for (auto& s : all) {
+            const auto& c = s->counters();
+#define ZT_SUM(name) total.name += c.name;
+            ZT_SHARD_COUNTERS(ZT_SUM)
+#undef ZT_SUM
+        }
+        zt::log::info("DNS: stopped after {} connections, {} queries ({} private, {} forwarded, {} cache hits)",
+                      total.connections_accepted, total.queries, total.queries_private, total.queries_forwarded,
+                      total.cache_hits);
+        return 0;
+    } catch (const std::exception& e) {
+        zt::log::error("DNS: {}", e.what());
+        return 1;
+    }
+}

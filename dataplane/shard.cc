@@ -1,0 +1,1005 @@
+// The shard loop, connection lifecycle and the DoT service (RFC 7858 framing
+// per RFC 7766): mTLS handshake, CN check against the route table, private
+// answers, upstream forwarding with a cache. Completion-driven; every
+// connection's outstanding operations are counted, and a slot is reused only
+// after its last completion (close = cancel, drain, then free).
+#include "dataplane/shard.hh"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+
+namespace zt::dataplane {
+namespace {
+
+uint64_t monotonic_us() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return uint64_t(ts.tv_sec) * 1'000'000 + uint64_t(ts.tv_nsec) / 1000;
+}
+
+uint16_t be16(const std::byte* p) noexcept { return uint16_t(uint16_t(p[0]) << 8 | uint16_t(p[1])); }
+
+/// Text of an address for log lines, into a caller buffer.
+std::string_view format_addr(const uint8_t* addr, bool v6, char (&buf)[INET6_ADDRSTRLEN]) noexcept {
+    if (!inet_ntop(v6 ? AF_INET6 : AF_INET, addr, buf, sizeof buf)) {
+        return "?";
+    }
+    return buf;
+}
+
+} // namespace
+
+shard::shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader)
+    : _index(index), _o(o), _shared(shared), _reader(std::move(reader)) {}
+
+shard::~shard() {
+    for (int fd : _listeners) {
+        ::close(fd);
+    }
+    for (int fd : _upstream_fds) {
+        ::close(fd);
+    }
+    if (_conns) {
+        for (uint32_t i = 0; i < _o.max_connections; ++i) {
+            if (_conns[i].fd >= 0) {
+                ::close(_conns[i].fd);
+            }
+        }
+    }
+    if (_wake_fd >= 0) {
+        ::close(_wake_fd);
+    }
+}
+
+bool shard::init(std::string& err) {
+    _ring = net::ring::create(4096, err);
+    if (!_ring) {
+        return false;
+    }
+    uint32_t recv_buffers = 1024;
+    if (!_ring->add_buffer_group(group_tcp, recv_buffers, recv_buffer_size, err) ||
+        !_ring->add_buffer_group(group_udp, 512, 4096, err)) {
+        return false;
+    }
+    for (const auto& a : _o.dot_listen) {
+        int fd = net::listen_tcp(a, 4096, err);
+        if (fd < 0) {
+            return false;
+        }
+        _listeners.push_back(fd);
+    }
+    _conns.reset(new conn[_o.max_connections]);
+    _free_conns.reserve(_o.max_connections);
+    for (uint32_t i = _o.max_connections; i-- > 0;) {
+        _free_conns.push_back(i);
+    }
+    if (!_chunks.init(std::min(_o.buffer_chunks, _o.max_connections), chunk_size) ||
+        !_stages.init(std::min(_o.buffer_chunks, _o.max_connections), stage_capacity)) {
+        err = "cannot map connection buffers";
+        return false;
+    }
+    if (!_cache.init(_o.cache_entries)) {
+        err = "cannot map the DNS cache";
+        return false;
+    }
+    _pending.reset(new pending[pending_capacity]);
+    _free_pending.reserve(pending_capacity);
+    for (uint32_t i = pending_capacity; i-- > 0;) {
+        _free_pending.push_back(static_cast<uint16_t>(i));
+    }
+    _inflight.reset(new uint16_t[inflight_capacity]);
+    std::fill_n(_inflight.get(), inflight_capacity, inflight_empty);
+    _waiters.reset(new waiter[waiter_capacity]);
+    _free_waiters.reserve(waiter_capacity);
+    for (uint32_t i = waiter_capacity; i-- > 0;) {
+        _free_waiters.push_back(i);
+    }
+    for (const auto& u : _o.upstreams) {
+        int fd = ::socket(u.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0 || ::connect(fd, u.sa(), u.length) != 0) {
+            err = "cannot open a socket to upstream " + u.str() + ": " + std::strerror(errno);
+            if (fd >= 0) {
+                ::close(fd);
+            }
+            return false;
+        }
+        _upstream_fds.push_back(fd);
+    }
+    _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    _scratch.reset(new std::byte[dns::max_message_size]);
+    _id_salt = static_cast<uint32_t>(monotonic_us()) * 2654435761u + _index;
+    return _wake_fd >= 0;
+}
+
+void shard::wake() noexcept {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t w = ::write(_wake_fd, &one, sizeof one);
+}
+
+void shard::run() noexcept {
+    for (uint32_t l = 0; l < _listeners.size(); ++l) {
+        _ring->accept_multishot(_listeners[l], {net::op::accept, 0, l});
+    }
+    for (uint32_t u = 0; u < _upstream_fds.size(); ++u) {
+        _ring->recv_multishot(_upstream_fds[u], group_udp, {net::op::upstream, 0, u});
+    }
+    _ring->timeout(&_tick, {net::op::timeout, 0, 0});
+    _ring->read_eventfd(_wake_fd, &_wake_buf, {net::op::wake, 0, 0});
+    _now_us = monotonic_us();
+    _now_ms = _now_us / 1000;
+    if (_reader.refresh()) {
+        on_table_switch();
+    }
+    for (;;) {
+        _ring->wait(100, [this](const net::completion& c) {
+            // One catch per completion: a stray exception closes what it was for, never the shard.
+            try {
+                on_completion(c);
+            } catch (...) {
+                ++_c.bugs;
+                if (c.t.kind == net::op::recv || c.t.kind == net::op::send) {
+                    close_conn(c.t.index, "internal error");
+                }
+            }
+        });
+        _now_us = monotonic_us();
+        _now_ms = _now_us / 1000;
+        if (_reader.refresh()) {
+            on_table_switch();
+        }
+        if (_shared.stop.load(std::memory_order_relaxed) && !_stopping) {
+            _stopping = true;
+            _stop_deadline_ms = _now_ms + _shared.drain_ms;
+            for (int fd : _listeners) {
+                ::close(fd);
+            }
+            _listeners.clear();
+            // Idle connections go now; busy ones finish their answers first.
+            for (uint32_t i = 0; i < _o.max_connections; ++i) {
+                conn& c = _conns[i];
+                if (c.state != conn_state::free && c.state != conn_state::closing && c.pending_upstream == 0 &&
+                    c.stage_len == 0 && !c.send_inflight) {
+                    close_conn(i, "shutting down");
+                }
+            }
+        }
+        _log.flush();
+        if (_stopping && (_open == 0 || _now_ms >= _stop_deadline_ms)) {
+            break;
+        }
+    }
+    _log.flush();
+}
+
+void shard::on_completion(const net::completion& c) noexcept {
+    switch (c.t.kind) {
+    case net::op::accept:
+        on_accept(c);
+        return;
+    case net::op::recv:
+        on_recv(c.t.index, c);
+        return;
+    case net::op::send:
+        on_send(c.t.index, c);
+        return;
+    case net::op::upstream:
+        on_upstream(c);
+        return;
+    case net::op::timeout:
+        on_tick();
+        return;
+    case net::op::wake:
+        _ring->read_eventfd(_wake_fd, &_wake_buf, {net::op::wake, 0, 0});
+        return;
+    default:
+        return; // cancel, close, link timeouts, fire-and-forget sends
+    }
+}
+
+void shard::on_accept(const net::completion& c) noexcept {
+    if (!c.more() && !_stopping && c.t.index < _listeners.size()) {
+        _ring->accept_multishot(_listeners[c.t.index], {net::op::accept, 0, c.t.index});
+    }
+    if (c.res < 0) {
+        return;
+    }
+    int fd = c.res;
+    if (_stopping || _free_conns.empty()) {
+        ++_c.connections_refused_full;
+        ::close(fd);
+        return;
+    }
+    uint32_t i = _free_conns.back();
+    _free_conns.pop_back();
+    conn& k = _conns[i];
+    k.fd = fd;
+    k.state = conn_state::handshake;
+    k.deadline_ms = _now_ms + _o.handshake_timeout_ms;
+    k.opened_ms = _now_ms;
+    ++_open;
+    ++_c.connections_accepted;
+    _c.connections_active = _open;
+    net::set_nodelay(fd);
+    if (!ensure_chunk(k) || !k.tls.start(*_shared.server_tls, &k.out)) {
+        ++_c.connections_refused_full;
+        close_conn(i, "no buffer for a new connection");
+        return;
+    }
+    arm_recv(i);
+}
+
+bool shard::ensure_chunk(conn& c) noexcept {
+    if (c.chunk != chunk_pool::none) {
+        return true;
+    }
+    c.chunk = _chunks.acquire();
+    if (c.chunk == chunk_pool::none) {
+        return false;
+    }
+    c.out.data = _chunks.at(c.chunk);
+    c.out.capacity = out_capacity;
+    c.out.length = 0;
+    c.out_sent = 0;
+    return true;
+}
+
+void shard::maybe_release_chunk(conn& c) noexcept {
+    if (c.stage != chunk_pool::none && c.stage_len == 0) {
+        _stages.release(c.stage);
+        c.stage = chunk_pool::none;
+    }
+    // An idle connection holds no buffer: only its slot and wolfSSL's state.
+    if (c.chunk != chunk_pool::none && c.state == conn_state::open && !c.send_inflight && c.out.length == 0 &&
+        c.stage_len == 0 && c.cin_len == 0 && c.rx_len == 0 && !c.paused) {
+        _chunks.release(c.chunk);
+        c.chunk = chunk_pool::none;
+        c.out = {};
+    }
+}
+
+void shard::arm_recv(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.recv_armed || c.paused || c.peer_eof || c.state == conn_state::closing || c.state == conn_state::free) {
+        return;
+    }
+    if (c.chunk != chunk_pool::none && cin_capacity - c.cin_len < recv_buffer_size) {
+        return; // resumes when TLS has taken what we hold
+    }
+    _ring->recv_provided(c.fd, group_tcp, tag_of(net::op::recv, i));
+    c.recv_armed = true;
+}
+
+void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
+    conn& c = _conns[i];
+    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        return;
+    }
+    c.recv_armed = false;
+    if (c.state == conn_state::closing) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        maybe_free(i);
+        return;
+    }
+    if (cq.res == -ENOBUFS) {
+        return; // every receive buffer is busy: the tick re-arms
+    }
+    if (cq.res <= 0) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        c.peer_eof = true;
+        if (cq.res < 0 || c.state == conn_state::handshake) {
+            close_conn(i, cq.res == 0 ? "closed by the client during the handshake" : std::strerror(-cq.res));
+        } else {
+            flush(i); // answers still owed go out, then the connection closes
+        }
+        return;
+    }
+    if (!ensure_chunk(c)) {
+        _ring->recycle(group_tcp, cq.buffer_id());
+        ++_c.connections_refused_full;
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    // Copy into the connection (at most one receive buffer fits by arm_recv's
+    // rule) and give the buffer back at once: TLS may take it piecemeal.
+    std::memcpy(cin_of(c) + c.cin_len, _ring->buffer(group_tcp, cq.buffer_id()), size_t(cq.res));
+    c.cin_len += uint32_t(cq.res);
+    _ring->recycle(group_tcp, cq.buffer_id());
+    advance(i);
+    arm_recv(i);
+}
+
+void shard::advance(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.state == conn_state::handshake) {
+        c.tls.feed({cin_of(c), c.cin_len});
+        tls::status st = c.tls.handshake();
+        uint32_t left = static_cast<uint32_t>(c.tls.input_left());
+        std::memmove(cin_of(c), cin_of(c) + (c.cin_len - left), left);
+        c.cin_len = left;
+        if (st == tls::status::failed) {
+            ++_c.handshake_failures;
+            _log.info("DNS: handshake failed: {}", c.tls.error_string());
+            flush(i); // the alert wolfSSL wrote, if any
+            close_conn(i, nullptr);
+            return;
+        }
+        flush(i);
+        if (st != tls::status::done) {
+            return;
+        }
+        if (!authenticate(i)) {
+            return;
+        }
+    }
+    if (c.state == conn_state::open) {
+        read_queries(i);
+    }
+}
+
+bool shard::authenticate(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    auto cn = c.tls.peer_cn();
+    std::memcpy(c.cn, cn.data(), cn.size());
+    c.cn_len = static_cast<uint8_t>(cn.size());
+    const table::table& t = _reader.current();
+    uint32_t ep = cn.empty() ? table::none : t.find_endpoint(cn);
+    if (ep == table::none) {
+        ++_c.auth_unknown_cn;
+        _log.info("DNS: refused {}: unknown certificate CN", cn.empty() ? "(no CN)" : cn);
+        close_conn(i, nullptr);
+        return false;
+    }
+    auto e = t.endpoint(ep);
+    if (e.revoked) {
+        ++_c.auth_revoked_cn;
+        _log.info("DNS: refused {}: revoked", cn);
+        close_conn(i, nullptr);
+        return false;
+    }
+    if (ep < _per_endpoint.size()) {
+        if (_per_endpoint[ep] >= _o.max_connections_per_cn) {
+            ++_c.connections_refused_per_cn;
+            _log.info("DNS: refused {}: over {} connections", cn, _o.max_connections_per_cn);
+            close_conn(i, nullptr);
+            return false;
+        }
+        ++_per_endpoint[ep];
+    }
+    c.endpoint = ep;
+    c.state = conn_state::open;
+    c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    ++_c.handshakes;
+    return true;
+}
+
+void shard::read_queries(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (!ensure_chunk(c)) {
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    c.tls.feed({cin_of(c), c.cin_len});
+    for (;;) {
+        if (c.state != conn_state::open) {
+            break;
+        }
+        // Room for the largest answer we stage synchronously, and a bound on
+        // answers still to come from upstream; else wait (backpressure).
+        if (c.pending_upstream >= max_upstream_per_conn) {
+            c.paused = true;
+            break;
+        }
+        if (c.stage_len - c.stage_off + 4096 + 2 > stage_capacity) {
+            flush(i);
+            if (c.stage_len - c.stage_off + 4096 + 2 > stage_capacity) {
+                c.paused = true;
+                break;
+            }
+        }
+        uint32_t need = c.rx_len < 2 ? 2 - c.rx_len : 2u + be16(rx_of(c)) - c.rx_len;
+        size_t n = 0;
+        tls::status st = c.tls.read({rx_of(c) + c.rx_len, need}, n);
+        if (st == tls::status::want_read) {
+            break;
+        }
+        if (st == tls::status::closed) {
+            c.peer_eof = true;
+            break;
+        }
+        if (st != tls::status::done) {
+            close_conn(i, c.tls.error_string());
+            return;
+        }
+        c.rx_len += uint32_t(n);
+        if (c.rx_len < 2) {
+            continue;
+        }
+        uint16_t len = be16(rx_of(c));
+        if (len == 0 || len > rx_capacity - 2) {
+            ++_c.queries_malformed;
+            close_conn(i, len == 0 ? "empty DoT frame" : "query over 4 KiB");
+            return;
+        }
+        if (c.rx_len < 2u + len) {
+            continue;
+        }
+        c.rx_len = 0;
+        c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+        handle_query(i, {rx_of(c) + 2, len});
+        if (++c.queries >= _o.max_queries_per_connection) {
+            c.peer_eof = true; // answer what was asked, then close
+            break;
+        }
+    }
+    uint32_t left = static_cast<uint32_t>(c.tls.input_left());
+    if (c.chunk != chunk_pool::none) {
+        std::memmove(cin_of(c), cin_of(c) + (c.cin_len - left), left);
+        c.cin_len = left;
+    }
+    flush(i);
+}
+
+bool shard::stage_answer(conn& c, std::span<const std::byte> msg) noexcept {
+    if (c.stage == chunk_pool::none) {
+        c.stage = _stages.acquire();
+        if (c.stage == chunk_pool::none) {
+            return false;
+        }
+        c.stage_off = c.stage_len = 0;
+    }
+    if (stage_capacity - c.stage_len < msg.size() + 2 && c.stage_off > 0) {
+        std::memmove(stage_of(c), stage_of(c) + c.stage_off, c.stage_len - c.stage_off);
+        c.stage_len -= c.stage_off;
+        c.stage_off = 0;
+    }
+    if (stage_capacity - c.stage_len < msg.size() + 2) {
+        return false;
+    }
+    std::byte* p = stage_of(c) + c.stage_len;
+    p[0] = std::byte(msg.size() >> 8);
+    p[1] = std::byte(msg.size());
+    std::memcpy(p + 2, msg.data(), msg.size());
+    c.stage_len += uint32_t(msg.size() + 2);
+    return true;
+}
+
+void shard::count_rcode(std::span<const std::byte> msg) noexcept {
+    auto h = dns::read_header(msg);
+    switch (h ? h->rcode_low() : 255) {
+    case 0:
+        ++_c.rcode_noerror;
+        break;
+    case 1:
+        ++_c.rcode_formerr;
+        break;
+    case 2:
+        ++_c.rcode_servfail;
+        break;
+    case 3:
+        ++_c.rcode_nxdomain;
+        break;
+    default:
+        ++_c.rcode_other;
+    }
+}
+
+void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
+    conn& c = _conns[i];
+    ++_c.queries;
+    char name_buf[dns::name_buffer_size];
+    dns::query q = dns::parse_query(msg, std::span<char, dns::name_buffer_size>(name_buf, sizeof name_buf));
+    std::span<std::byte> out(_scratch.get(), 4096);
+    dns::build_result r;
+    switch (dns::reply_for(q.error)) {
+    case dns::reply_action::drop:
+        ++_c.queries_malformed;
+        close_conn(i, "malformed DNS message");
+        return;
+    case dns::reply_action::formerr:
+        ++_c.queries_malformed;
+        r = dns::build_header_response(msg, dns::rcode::formerr, out);
+        break;
+    case dns::reply_action::notimp:
+        r = dns::build_header_response(msg, dns::rcode::notimp, out);
+        break;
+    case dns::reply_action::badvers: {
+        dns::response_spec spec;
+        spec.code = dns::rcode::badvers;
+        spec.aa = false;
+        r = dns::build_response(q, spec, out);
+        break;
+    }
+    case dns::reply_action::answer: {
+        const table::table& t = _reader.current();
+        table::name_match m = q.qname_exact ? t.find(q.qname) : table::name_match{};
+        if (m.found()) {
+            ++_c.queries_private;
+            if (c.endpoint != table::none && t.allows(m.zone, c.endpoint)) {
+                std::array<uint8_t, 4> a[16];
+                std::array<uint8_t, 16> aaaa[16];
+                size_t na = 0, naaaa = 0;
+                for (const auto& rec : t.records(m.rrset)) {
+                    if (rec.type == table::format::type_a && q.qtype == dns::rr_type::a && na < 16) {
+                        std::memcpy(a[na++].data(), rec.addr, 4);
+                    } else if (rec.type != table::format::type_a && q.qtype == dns::rr_type::aaaa && naaaa < 16) {
+                        std::memcpy(aaaa[naaaa++].data(), rec.addr, 16);
+                    }
+                }
+                std::string_view zone = t.zone_name(m.zone);
+                char rname[300];
+                auto rn = fmt::format_to_n(rname, sizeof rname, "hostmaster.{}", zone);
+                dns::soa_record soa{zone, _o.server_name, {rname, std::min(rn.size, sizeof rname)}};
+                soa.minimum = _o.answer_ttl;
+                soa.ttl = _o.answer_ttl;
+                dns::response_spec spec;
+                spec.ttl = _o.answer_ttl;
+                spec.a = {a, na};
+                spec.aaaa = {aaaa, naaaa};
+                spec.ra = true;
+                char addr_text[INET6_ADDRSTRLEN];
+                std::string_view shown;
+                if (na + naaaa == 0) {
+                    spec.code = (m.rrset != table::none || q.qname == zone) ? dns::rcode::noerror : dns::rcode::nxdomain;
+                    spec.soa = &soa;
+                    shown = spec.code == dns::rcode::nxdomain ? "NXDOMAIN" : "NODATA";
+                } else {
+                    shown = na ? format_addr(a[0].data(), false, addr_text) : format_addr(aaaa[0].data(), true, addr_text);
+                }
+                r = dns::build_response(q, spec, out);
+                if (_o.log_queries) {
+                    _log.info("DNS: {} queried {} → {}", c.cn_view(), q.qname, shown);
+                }
+                break;
+            }
+            // Not allowed: exactly what a name that does not exist gets, so
+            // the answer cannot tell that the private name exists.
+            ++_c.queries_denied;
+            if (_o.log_queries) {
+                _log.info("DNS: {} denied {} (not allowed)", c.cn_view(), q.qname);
+            }
+        }
+        std::byte key[dns_cache::max_key];
+        size_t key_len =
+            dns_cache::make_key(q.qname, q.qtype, q.qclass, q.opt.dnssec_ok, q.hdr.cd(), key);
+        uint32_t age = 0;
+        auto hit = _cache.find({key, key_len}, uint32_t(_now_ms / 1000), age);
+        if (!hit.empty()) {
+            ++_c.cache_hits;
+            std::memcpy(out.data(), hit.data(), hit.size());
+            auto cached = out.first(hit.size());
+            dns::set_message_id(cached, q.hdr.id);
+            dns::decrement_ttls(cached, age);
+            count_rcode(cached);
+            if (!stage_answer(c, cached)) {
+                ++_c.bugs;
+            }
+            return;
+        }
+        ++_c.cache_misses;
+        forward(i, q, msg, {key, key_len});
+        return;
+    }
+    }
+    if (r.error != dns::build_error::none) {
+        ++_c.bugs;
+        close_conn(i, "cannot build an answer");
+        return;
+    }
+    auto answer = out.first(r.size);
+    count_rcode(answer);
+    if (!stage_answer(c, answer)) {
+        ++_c.bugs; // read_queries keeps room for this
+    }
+}
+
+void shard::flush(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.state == conn_state::free || c.state == conn_state::closing) {
+        return;
+    }
+    if (c.chunk == chunk_pool::none) {
+        if (c.peer_eof && c.pending_upstream == 0 && c.stage_len == 0 && c.state == conn_state::open) {
+            close_conn(i, nullptr);
+        }
+        return;
+    }
+    if (!c.send_inflight && c.out_sent > 0) {
+        // Nothing in the kernel's hands: move what is unsent to the front.
+        std::memmove(c.out.data, c.out.data + c.out_sent, c.out.length - c.out_sent);
+        c.out.length -= c.out_sent;
+        c.out_sent = 0;
+    }
+    // Encrypt staged answers into whatever room out has; bytes past what a
+    // send in flight covers may be appended while it runs.
+    while (c.state == conn_state::open && c.stage_off < c.stage_len &&
+           c.out.capacity - c.out.length >= record_plaintext + 256) {
+        size_t want = std::min<size_t>(c.stage_len - c.stage_off, record_plaintext), n = 0;
+        tls::status st = c.tls.write({stage_of(c) + c.stage_off, want}, n);
+        if (st == tls::status::failed) {
+            close_conn(i, c.tls.error_string());
+            return;
+        }
+        if (n == 0) {
+            break;
+        }
+        c.stage_off += uint32_t(n);
+        if (c.stage_off == c.stage_len) {
+            c.stage_off = c.stage_len = 0;
+        }
+    }
+    if (!c.send_inflight && c.out_sent < c.out.length) {
+        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
+        c.send_inflight = true;
+        return;
+    }
+    if (c.send_inflight) {
+        return;
+    }
+    if (c.peer_eof && c.pending_upstream == 0 && c.stage_len == 0 && c.state == conn_state::open) {
+        close_conn(i, nullptr);
+        return;
+    }
+    maybe_release_chunk(c);
+}
+
+void shard::maybe_resume(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (!c.paused || c.state != conn_state::open || c.pending_upstream >= max_upstream_per_conn ||
+        c.stage_len - c.stage_off + 4096 + 2 > stage_capacity) {
+        return;
+    }
+    c.paused = false;
+    read_queries(i);
+    arm_recv(i);
+}
+
+void shard::on_send(uint32_t i, const net::completion& cq) noexcept {
+    conn& c = _conns[i];
+    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+        return;
+    }
+    c.send_inflight = false;
+    if (c.state == conn_state::closing) {
+        maybe_free(i);
+        return;
+    }
+    if (cq.res < 0) {
+        close_conn(i, std::strerror(-cq.res));
+        return;
+    }
+    c.out_sent += uint32_t(cq.res);
+    if (c.state == conn_state::handshake) {
+        flush(i);
+        if (!c.send_inflight) {
+            advance(i); // wolfSSL may have more of its flight to write
+        }
+        return;
+    }
+    flush(i);
+    maybe_resume(i);
+}
+
+void shard::close_conn(uint32_t i, const char* why) noexcept {
+    conn& c = _conns[i];
+    if (c.state == conn_state::free || c.state == conn_state::closing) {
+        return;
+    }
+    if (why) {
+        _log.info("DNS: connection closed for {} ({}, {}s active, {} queries)",
+                  c.cn_len ? c.cn_view() : std::string_view("(unauthenticated)"), why,
+                  (_now_ms - c.opened_ms) / 1000, c.queries);
+    }
+    if (c.state == conn_state::open && c.endpoint < _per_endpoint.size() && _per_endpoint[c.endpoint] > 0) {
+        --_per_endpoint[c.endpoint];
+    }
+    c.state = conn_state::closing;
+    --_open;
+    ++_c.connections_closed;
+    _c.connections_active = _open;
+    if (c.recv_armed) {
+        _ring->cancel(tag_of(net::op::recv, i));
+    }
+    if (c.send_inflight) {
+        _ring->cancel(tag_of(net::op::send, i));
+    }
+    maybe_free(i);
+}
+
+void shard::maybe_free(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.state != conn_state::closing || c.recv_armed || c.send_inflight) {
+        return;
+    }
+    ::close(c.fd);
+    c.tls.reset();
+    if (c.chunk != chunk_pool::none) {
+        _chunks.release(c.chunk);
+    }
+    if (c.stage != chunk_pool::none) {
+        _stages.release(c.stage);
+    }
+    uint32_t gen = (c.generation + 1) & 0xffffff;
+    c.fd = -1;
+    c.state = conn_state::free;
+    c.recv_armed = c.send_inflight = c.paused = c.peer_eof = false;
+    c.chunk = c.stage = chunk_pool::none;
+    c.endpoint = table::none;
+    c.stage_off = 0;
+    c.cin_len = c.stage_len = c.rx_len = c.out_sent = c.queries = c.pending_upstream = 0;
+    c.out = {};
+    c.cn_len = 0;
+    c.generation = gen ? gen : 1;
+    _free_conns.push_back(i);
+}
+
+void shard::on_tick() noexcept {
+    _ring->timeout(&_tick, {net::op::timeout, 0, 0});
+    for (uint32_t i = 0; i < _o.max_connections; ++i) {
+        conn& c = _conns[i];
+        if (c.state == conn_state::handshake && _now_ms >= c.deadline_ms) {
+            ++_c.handshake_timeouts;
+            close_conn(i, "handshake timeout");
+        } else if (c.state == conn_state::open) {
+            if (_now_ms >= c.deadline_ms && c.pending_upstream == 0 && c.stage_len == 0 && !c.send_inflight) {
+                ++_c.idle_timeouts;
+                close_conn(i, nullptr);
+            } else if (!c.recv_armed) {
+                arm_recv(i); // after ENOBUFS
+            }
+        }
+    }
+    for (uint32_t s = 0; s < pending_capacity; ++s) {
+        pending& p = _pending[s];
+        if (p.conn_generation != 0 && _now_ms >= p.deadline_ms) {
+            ++_c.upstream_timeouts;
+            answer_servfail(p);
+            finish_pending(static_cast<uint16_t>(s));
+        }
+    }
+}
+
+void shard::on_table_switch() noexcept {
+    ++_c.table_switches;
+    const table::table& t = _reader.current();
+    _per_endpoint.assign(t.endpoint_count(), 0);
+    for (uint32_t i = 0; i < _o.max_connections; ++i) {
+        conn& c = _conns[i];
+        if (c.state != conn_state::open) {
+            continue;
+        }
+        uint32_t ep = t.find_endpoint(c.cn_view());
+        if (ep == table::none || t.endpoint(ep).revoked) {
+            ++_c.revoked_while_open;
+            c.endpoint = table::none;
+            close_conn(i, "certificate revoked");
+            continue;
+        }
+        c.endpoint = ep;
+        ++_per_endpoint[ep];
+    }
+}
+
+void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> msg,
+                    std::span<const std::byte> key) noexcept {
+    conn& c = _conns[i];
+    if (_upstream_fds.empty() || _free_pending.empty() || msg.size() > dns::max_message_size) {
+        ++_c.upstream_errors;
+        std::span<std::byte> out(_scratch.get(), 4096);
+        dns::response_spec spec;
+        spec.code = dns::rcode::servfail;
+        spec.aa = false;
+        spec.ra = true;
+        auto r = dns::build_response(q, spec, out);
+        if (r.error == dns::build_error::none) {
+            count_rcode(out.first(r.size));
+            stage_answer(c, out.first(r.size));
+        }
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (std::byte b : key) {
+        h = (h ^ uint64_t(b)) * 0x100000001b3ull;
+    }
+    if (uint32_t busy = inflight_find(key, h); busy != none32 && !_free_waiters.empty()) {
+        // The same question is on its way: wait for that answer.
+        uint32_t w = _free_waiters.back();
+        _free_waiters.pop_back();
+        _waiters[w] = {i, c.generation, q.hdr.id, _pending[busy].waiters, _now_us};
+        _pending[busy].waiters = w;
+        ++c.pending_upstream;
+        ++_c.queries_forwarded;
+        return;
+    }
+    uint16_t slot = _free_pending.back();
+    _free_pending.pop_back();
+    pending& p = _pending[slot];
+    p.key_hash = h;
+    p.waiters = none32;
+    p.conn = i;
+    p.conn_generation = c.generation;
+    p.client_id = q.hdr.id;
+    p.our_id = static_cast<uint16_t>(slot | ((_id_salt++ & 0xf) << 12));
+    p.deadline_ms = _now_ms + _o.upstream_timeout_ms;
+    p.started_us = _now_us;
+    p.key_len = static_cast<uint16_t>(key.size());
+    std::memcpy(p.key, key.data(), key.size());
+    p.question_len = static_cast<uint16_t>(q.question.size());
+    std::memcpy(p.question, q.question.data(), q.question.size());
+    inflight_insert(slot);
+    ++c.pending_upstream;
+    ++_c.queries_forwarded;
+    // The query goes out as the client sent it, under our id. A datagram
+    // send on a connected UDP socket does not block; the copy in scratch is
+    // only needed for the duration of the call.
+    std::memcpy(_scratch.get(), msg.data(), msg.size());
+    std::span<std::byte> copy(_scratch.get(), msg.size());
+    dns::set_message_id(copy, p.our_id);
+    int fd = _upstream_fds[_next_upstream++ % _upstream_fds.size()];
+    if (::send(fd, copy.data(), copy.size(), MSG_DONTWAIT) < 0) {
+        ++_c.upstream_errors; // the timeout answers SERVFAIL
+    }
+}
+
+void shard::answer_servfail(const pending& p) noexcept {
+    // Rebuild the question into a minimal SERVFAIL (RD and RA set).
+    std::byte* out = _scratch.get();
+    std::memset(out, 0, dns::header_size);
+    out[0] = std::byte(p.client_id >> 8);
+    out[1] = std::byte(p.client_id);
+    out[2] = std::byte(0x81); // QR, RD
+    out[3] = std::byte(0x82); // RA, SERVFAIL
+    out[5] = std::byte(1);    // one question
+    std::memcpy(out + dns::header_size, p.question, p.question_len);
+    std::span<std::byte> msg(out, size_t(dns::header_size + p.question_len));
+    deliver(p.conn, p.conn_generation, msg, p.started_us);
+    for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
+        dns::set_message_id(msg, _waiters[w].client_id);
+        deliver(_waiters[w].conn, _waiters[w].conn_generation, msg, _waiters[w].started_us);
+    }
+}
+
+void shard::finish_pending(uint16_t slot) noexcept {
+    pending& p = _pending[slot];
+    inflight_erase(slot);
+    for (uint32_t w = p.waiters; w != none32;) {
+        uint32_t next = _waiters[w].next;
+        _free_waiters.push_back(w);
+        w = next;
+    }
+    p.waiters = none32;
+    p.conn_generation = 0;
+    _free_pending.push_back(slot);
+}
+
+uint32_t shard::inflight_find(std::span<const std::byte> key, uint64_t h) const noexcept {
+    for (uint32_t i = uint32_t(h) & (inflight_capacity - 1);; i = (i + 1) & (inflight_capacity - 1)) {
+        uint16_t s = _inflight[i];
+        if (s == inflight_empty) {
+            return none32;
+        }
+        const pending& p = _pending[s];
+        if (p.key_hash == h && p.key_len == key.size() && std::memcmp(p.key, key.data(), key.size()) == 0) {
+            return s;
+        }
+    }
+}
+
+void shard::inflight_insert(uint16_t slot) noexcept {
+    uint32_t i = uint32_t(_pending[slot].key_hash) & (inflight_capacity - 1);
+    while (_inflight[i] != inflight_empty) {
+        i = (i + 1) & (inflight_capacity - 1);
+    }
+    _inflight[i] = slot;
+}
+
+void shard::inflight_erase(uint16_t slot) noexcept {
+    constexpr uint32_t mask = inflight_capacity - 1;
+    uint32_t hole = uint32_t(_pending[slot].key_hash) & mask;
+    while (_inflight[hole] != slot) {
+        if (_inflight[hole] == inflight_empty) {
+            ++_c.bugs; // not indexed: nothing to erase
+            return;
+        }
+        hole = (hole + 1) & mask;
+    }
+    // Backward-shift deletion keeps every probe sequence unbroken.
+    for (uint32_t j = (hole + 1) & mask; _inflight[j] != inflight_empty; j = (j + 1) & mask) {
+        uint32_t home = uint32_t(_pending[_inflight[j]].key_hash) & mask;
+        bool movable = (j > hole) ? (home <= hole || home > j) : (home <= hole && home > j);
+        if (movable) {
+            _inflight[hole] = _inflight[j];
+            hole = j;
+        }
+    }
+    _inflight[hole] = inflight_empty;
+}
+
+void shard::on_upstream(const net::completion& cq) noexcept {
+    if (!cq.more() && !_stopping && cq.t.index < _upstream_fds.size()) {
+        _ring->recv_multishot(_upstream_fds[cq.t.index], group_udp, {net::op::upstream, 0, cq.t.index});
+    }
+    if (!cq.has_buffer()) {
+        return;
+    }
+    uint16_t bid = cq.buffer_id();
+    if (cq.res < int(dns::header_size)) {
+        _ring->recycle(group_udp, bid);
+        return;
+    }
+    std::span<std::byte> resp(_ring->buffer(group_udp, bid), size_t(cq.res));
+    uint16_t id = be16(resp.data());
+    pending& p = _pending[id & 0xfff];
+    if (p.conn_generation == 0 || p.our_id != id) {
+        ++_c.upstream_errors; // late (after a timeout) or not ours
+        _ring->recycle(group_udp, bid);
+        return;
+    }
+    auto check = dns::validate_response(resp, id, {p.question, p.question_len});
+    if (check.error != dns::upstream_error::none) {
+        ++_c.upstream_errors;
+        _ring->recycle(group_udp, bid);
+        return; // wait for the real answer or the timeout
+    }
+    if (check.truncated) {
+        ++_c.upstream_truncated;
+    } else {
+        auto ttl = dns::response_cache_ttl(resp, 0, 86400);
+        if (ttl.status == dns::ttl_status::cacheable) {
+            _cache.insert({p.key, p.key_len}, resp, uint32_t(_now_ms / 1000), ttl.ttl);
+        }
+    }
+    dns::set_message_id(resp, p.client_id);
+    deliver(p.conn, p.conn_generation, resp, p.started_us);
+    for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
+        dns::set_message_id(resp, _waiters[w].client_id);
+        deliver(_waiters[w].conn, _waiters[w].conn_generation, resp, _waiters[w].started_us);
+    }
+    finish_pending(static_cast<uint16_t>(id & 0xfff));
+    _ring->recycle(group_udp, bid);
+}
+
+void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, uint64_t started_us) noexcept {
+    conn& c = _conns[idx];
+    if (c.generation != gen || c.state != conn_state::open) {
+        return;
+    }
+    if (c.pending_upstream > 0) {
+        --c.pending_upstream;
+    }
+    uint64_t us = _now_us > started_us ? _now_us - started_us : 0;
+    size_t b = 0;
+    while (b + 1 < latency_buckets && (uint64_t(2) << b) <= us) {
+        ++b;
+    }
+    ++_c.latency_us[b];
+    count_rcode(msg);
+    if (!ensure_chunk(c)) {
+        close_conn(idx, "out of connection buffers");
+        return;
+    }
+    if (!stage_answer(c, msg)) {
+        flush(idx);
+        if (!stage_answer(c, msg)) {
+            close_conn(idx, "client does not read its answers");
+            return;
+        }
+    }
+    flush(idx);
+    maybe_resume(idx);
+}
+
+} // namespace zt::dataplane

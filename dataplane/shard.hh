@@ -1,0 +1,219 @@
+// One shard: a thread pinned to a core that owns an io_uring, its own
+// SO_REUSEPORT listeners, a slab of connections, a chunk pool for their
+// buffers, an upstream UDP socket, a DNS cache, counters and a log buffer.
+// Shards share nothing mutable; the route table comes through a
+// table::holder::reader switched once per loop turn.
+#pragma once
+
+#include "common/dns/wire.hh"
+#include "common/net/ring.hh"
+#include "common/net/socket.hh"
+#include "common/table/holder.hh"
+#include "common/tls/tls.hh"
+#include "common/util/log.hh"
+#include "dataplane/counters.hh"
+#include "dataplane/dns_cache.hh"
+#include "dataplane/pool.hh"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace zt::dataplane {
+
+/// What every shard is started with (copied into each).
+struct shard_options {
+    std::vector<net::address> dot_listen; ///< ports already resolved (no 0)
+    std::vector<net::address> upstreams;
+    std::string server_name; ///< mname of synthesized SOA records
+    uint32_t max_connections = 16384;
+    uint32_t max_connections_per_cn = 1024;
+    uint32_t buffer_chunks = 2048;
+    uint32_t handshake_timeout_ms = 5000;
+    uint32_t idle_timeout_ms = 30000;
+    uint32_t upstream_timeout_ms = 2000;
+    uint32_t max_queries_per_connection = 65535;
+    uint32_t cache_entries = 16384;
+    uint32_t answer_ttl = 60; ///< TTL of private answers
+    bool log_queries = true;
+};
+
+/// Shared, read-only after start: the TLS context and the stop flag.
+struct shard_shared {
+    const tls::context* server_tls = nullptr;
+    std::atomic<bool> stop{false};
+    uint32_t drain_ms = 3000; ///< how long open work may finish after stop
+};
+
+class shard {
+public:
+    shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader);
+    ~shard();
+    shard(const shard&) = delete;
+    shard& operator=(const shard&) = delete;
+
+    /// Sets up ring, listeners, pools and sockets. On the shard's thread.
+    bool init(std::string& err);
+    /// The loop; returns after stop once open work finished or the drain deadline passed.
+    void run() noexcept;
+    /// Wakes the loop (any thread), e.g. after setting shared.stop.
+    void wake() noexcept;
+
+    const shard_counters& counters() const noexcept { return _c; }
+    uint32_t index() const noexcept { return _index; }
+
+private:
+    // ---- connections ----
+    enum class conn_state : uint8_t { free, handshake, open, closing };
+    struct conn {
+        uint32_t generation = 1;
+        int fd = -1;
+        conn_state state = conn_state::free;
+        bool recv_armed = false;
+        bool send_inflight = false;
+        bool paused = false;       ///< stopped reading until output drains
+        bool peer_eof = false;
+        uint32_t chunk = chunk_pool::none;
+        uint32_t endpoint = table::none; ///< id in the current table
+        uint32_t cin_len = 0;    ///< ciphertext received, not yet taken by TLS
+        uint32_t stage = chunk_pool::none; ///< plaintext answers waiting to be encrypted
+        uint32_t stage_off = 0;  ///< stage bytes [stage_off, stage_len) are still to encrypt
+        uint32_t stage_len = 0;
+        uint32_t rx_len = 0;     ///< bytes of the DoT frame being assembled
+        uint32_t out_sent = 0;   ///< bytes of out already sent
+        uint32_t queries = 0;
+        uint32_t pending_upstream = 0;
+        uint64_t deadline_ms = 0;
+        uint64_t opened_ms = 0;
+        tls::out_buffer out;
+        tls::session tls;
+        uint8_t cn_len = 0;
+        char cn[64];
+        std::string_view cn_view() const noexcept { return {cn, cn_len}; }
+    };
+
+    // A connection's buffers, taken from per-shard pools only while it has
+    // bytes in them: chunk = [out | cin | rx], stage = its own chunk.
+    static constexpr uint32_t record_plaintext = 8 * 1024; ///< answers are encrypted in records of this much
+    static constexpr uint32_t out_capacity = 17 * 1024;    ///< two such records, sent while more are encrypted
+    static constexpr uint32_t cin_capacity = 33 * 1024;
+    static constexpr uint32_t rx_capacity = 4 * 1024 + 2; ///< queries over 4 KiB close the connection
+    static constexpr uint32_t chunk_size = 64 * 1024;
+    static constexpr uint32_t stage_capacity = 64 * 1024;
+    /// Upstream queries one connection may have outstanding before it stops
+    /// reading more: bounds what answers can pile up (16 x 4 KiB UDP answers).
+    static constexpr uint32_t max_upstream_per_conn = 16;
+    static constexpr uint32_t recv_buffer_size = 16 * 1024;
+    static constexpr uint16_t group_tcp = 0;
+    static constexpr uint16_t group_udp = 1;
+
+    std::byte* stage_of(conn& c) noexcept { return _stages.at(c.stage); }
+    std::byte* cin_of(conn& c) noexcept { return _chunks.at(c.chunk) + out_capacity; }
+    std::byte* rx_of(conn& c) noexcept { return _chunks.at(c.chunk) + out_capacity + cin_capacity; }
+    net::tag tag_of(net::op o, uint32_t i) const noexcept { return {o, _conns[i].generation, i}; }
+
+    void on_completion(const net::completion& c) noexcept;
+    void on_accept(const net::completion& c) noexcept;
+    void on_recv(uint32_t i, const net::completion& c) noexcept;
+    void on_send(uint32_t i, const net::completion& c) noexcept;
+    void on_tick() noexcept;
+    void on_table_switch() noexcept;
+
+    bool ensure_chunk(conn& c) noexcept;
+    void maybe_release_chunk(conn& c) noexcept;
+    void arm_recv(uint32_t i) noexcept;
+    /// Feeds cin to TLS and does what it allows: handshake, then queries.
+    void advance(uint32_t i) noexcept;
+    bool authenticate(uint32_t i) noexcept;
+    /// Reads DoT frames out of TLS and answers them while output has room.
+    void read_queries(uint32_t i) noexcept;
+    void handle_query(uint32_t i, std::span<const std::byte> msg) noexcept;
+    /// Resumes reading queries of a paused connection when it can take answers again.
+    void maybe_resume(uint32_t i) noexcept;
+    /// Appends one framed answer to stage (false when it does not fit).
+    bool stage_answer(conn& c, std::span<const std::byte> msg) noexcept;
+    /// Encrypts stage into out and sends, if nothing is in flight.
+    void flush(uint32_t i) noexcept;
+    void close_conn(uint32_t i, const char* why) noexcept;
+    void maybe_free(uint32_t i) noexcept;
+
+    // ---- upstream forwarding ----
+    struct pending {
+        uint32_t conn = 0;
+        uint32_t conn_generation = 0; ///< 0: slot free
+        uint16_t client_id = 0;
+        uint16_t our_id = 0;
+        uint16_t key_len = 0;
+        uint16_t question_len = 0;
+        uint64_t deadline_ms = 0;
+        uint64_t started_us = 0;
+        uint64_t key_hash = 0;
+        uint32_t waiters = none32; ///< first of the identical queries riding on this one
+        std::byte key[dns_cache::max_key];
+        std::byte question[dns::max_name_wire_size + 4];
+    };
+    /// A client waiting for an answer that is already being fetched.
+    struct waiter {
+        uint32_t conn = 0;
+        uint32_t conn_generation = 0;
+        uint16_t client_id = 0;
+        uint32_t next = none32;
+        uint64_t started_us = 0;
+    };
+    static constexpr uint32_t none32 = 0xffffffffu;
+    void forward(uint32_t i, const dns::query& q, std::span<const std::byte> msg,
+                 std::span<const std::byte> key) noexcept;
+    /// In-flight queries by cache key (open addressing, backward-shift delete),
+    /// so identical queries share one upstream request.
+    uint32_t inflight_find(std::span<const std::byte> key, uint64_t h) const noexcept;
+    void inflight_insert(uint16_t slot) noexcept;
+    void inflight_erase(uint16_t slot) noexcept;
+    /// Frees a pending slot and its waiters.
+    void finish_pending(uint16_t slot) noexcept;
+    void on_upstream(const net::completion& c) noexcept;
+    void answer_servfail(const pending& p) noexcept;
+    /// Sends a whole answer message to connection `conn` (if it is still the same one).
+    void deliver(uint32_t conn_index, uint32_t conn_generation, std::span<const std::byte> msg,
+                 uint64_t started_us) noexcept;
+    void count_rcode(std::span<const std::byte> msg) noexcept;
+
+    uint32_t _index;
+    shard_options _o;
+    shard_shared& _shared;
+    table::holder::reader _reader;
+    std::unique_ptr<net::ring> _ring;
+    std::vector<int> _listeners;
+    std::unique_ptr<conn[]> _conns;
+    std::vector<uint32_t> _free_conns;
+    chunk_pool _chunks;
+    chunk_pool _stages;
+    dns_cache _cache;
+    std::vector<uint16_t> _per_endpoint; ///< open connections per endpoint id of the current table
+    std::unique_ptr<pending[]> _pending;
+    std::vector<uint16_t> _free_pending;
+    static constexpr uint32_t pending_capacity = 4096;
+    static constexpr uint32_t inflight_capacity = 8192; ///< twice the pending slots: short probes
+    std::unique_ptr<uint16_t[]> _inflight;
+    static constexpr uint16_t inflight_empty = 0xffff;
+    std::unique_ptr<waiter[]> _waiters;
+    std::vector<uint32_t> _free_waiters;
+    static constexpr uint32_t waiter_capacity = 16384;
+    std::vector<int> _upstream_fds;
+    uint32_t _next_upstream = 0;
+    uint32_t _id_salt = 0;
+    int _wake_fd = -1;
+    uint64_t _wake_buf = 0;
+    net::timeout_spec _tick{0, 100'000'000};
+    uint64_t _now_ms = 0;
+    uint64_t _now_us = 0;
+    uint32_t _open = 0;
+    bool _stopping = false;
+    uint64_t _stop_deadline_ms = 0;
+    shard_counters _c;
+    log::buffered _log;
+    std::unique_ptr<std::byte[]> _scratch; ///< one answer being built
+};
+
+} // namespace zt::dataplane

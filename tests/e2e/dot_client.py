@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""A DoT client for the end-to-end tests (Python's ssl, i.e. OpenSSL, with a
+client certificate): pipelining, malformed messages, and a held connection.
+
+  dot_client.py HOST PORT BUNDLE SERVER_NAME pipeline N NAME
+  dot_client.py HOST PORT BUNDLE SERVER_NAME garbage
+  dot_client.py HOST PORT BUNDLE SERVER_NAME hold SECONDS
+"""
+import os
+import random
+import socket
+import ssl
+import struct
+import sys
+import time
+
+
+def connect(host, port, bundle, server_name):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(os.path.join(bundle, "ca.crt"))
+    ctx.load_cert_chain(os.path.join(bundle, "cert.pem"), os.path.join(bundle, "key.pem"))
+    raw = socket.create_connection((host, port), timeout=10)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(raw, server_hostname=server_name)
+
+
+def query(qid, name, qtype=1):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\0" + struct.pack(">HH", qtype, 1)
+
+
+def frame(msg):
+    return struct.pack(">H", len(msg)) + msg
+
+
+def read_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise EOFError("connection closed after %d of %d bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def read_answer(s):
+    (length,) = struct.unpack(">H", read_exact(s, 2))
+    return read_exact(s, length)
+
+
+def pipeline(s, n, name):
+    ids = random.sample(range(65536), n)
+    s.sendall(b"".join(frame(query(i, name)) for i in ids))
+    seen = set()
+    for _ in range(n):
+        ans = read_answer(s)
+        qid, flags = struct.unpack(">HH", ans[:4])
+        rcode = flags & 0xF
+        if qid not in ids or qid in seen or not flags & 0x8000 or rcode != 0:
+            print("bad answer: id %d flags %04x" % (qid, flags))
+            return 1
+        seen.add(qid)
+    print("answered %d of %d, ids matched" % (len(seen), n))
+    return 0 if len(seen) == n else 1
+
+
+def garbage(host, port, bundle, server_name):
+    """Each malformed message on its own connection: FORMERR or a close, and
+    the server must still answer a good query afterwards."""
+    loop = bytes([0xC0, 12])  # a pointer to itself, at offset 12
+    cases = {
+        "short header": b"\x12\x34\x01",
+        "counts beyond the message": struct.pack(">HHHHHH", 1, 0x0100, 1, 5, 5, 5),
+        "pointer loop in the question": struct.pack(">HHHHHH", 2, 0x0100, 1, 0, 0, 0) + loop + b"\0\1\0\1",
+        "label over 63": struct.pack(">HHHHHH", 3, 0x0100, 1, 0, 0, 0) + b"\x50" + b"a" * 80 + b"\0\0\1\0\1",
+        "name over 255": struct.pack(">HHHHHH", 4, 0x0100, 1, 0, 0, 0) + (b"\x3f" + b"a" * 63) * 5 + b"\0\0\1\0\1",
+        "truncated question": struct.pack(">HHHHHH", 5, 0x0100, 1, 0, 0, 0) + b"\x03abc",
+        "two questions": query(6, "a.test")[:4] + b"\0\2" + query(6, "a.test")[6:] + query(6, "b.test")[12:],
+        "a response, not a query": struct.pack(">HHHHHH", 7, 0x8180, 1, 0, 0, 0) + b"\0\0\1\0\1",
+        "random bytes": bytes(random.getrandbits(8) for _ in range(300)),
+        "forward pointer": struct.pack(">HHHHHH", 8, 0x0100, 1, 0, 0, 0) + bytes([0xC0, 40]) + b"\0\1\0\1" + b"\0" * 40,
+    }
+    failures = 0
+    for what, msg in cases.items():
+        s = connect(host, port, bundle, server_name)
+        try:
+            s.sendall(frame(msg))
+            ans = read_answer(s)
+            rcode = ans[3] & 0xF if len(ans) >= 4 else -1
+            print("%s: answered rcode %d" % (what, rcode))
+            if rcode not in (1, 4):  # FORMERR, NOTIMP
+                failures += 1
+        except (EOFError, ConnectionError, ssl.SSLError) as e:
+            print("%s: closed (%s)" % (what, e))
+        s.close()
+    s = connect(host, port, bundle, server_name)
+    s.sendall(frame(query(4242, "www.public.test")))
+    ans = read_answer(s)
+    ok = struct.unpack(">H", ans[:2])[0] == 4242
+    print("still serving after the malformed messages: %s" % ok)
+    return 0 if ok and failures == 0 else 1
+
+
+def hold(s, seconds):
+    """Holds an authenticated connection; prints when the server closes it."""
+    s.sendall(frame(query(1, "www.public.test")))
+    read_answer(s)
+    print("connected", flush=True)
+    start = time.time()
+    s.settimeout(seconds)
+    try:
+        while s.recv(1):
+            pass
+        print("closed by the server after %.2fs" % (time.time() - start), flush=True)
+    except socket.timeout:
+        print("still open after %ss" % seconds, flush=True)
+    except (ssl.SSLError, ConnectionError) as e:
+        print("closed by the server after %.2fs (%s)" % (time.time() - start, e), flush=True)
+    return 0
+
+
+def main():
+    host, port, bundle, server_name, cmd = sys.argv[1:6]
+    port = int(port)
+    if cmd == "garbage":
+        return garbage(host, port, bundle, server_name)
+    s = connect(host, port, bundle, server_name)
+    if cmd == "pipeline":
+        return pipeline(s, int(sys.argv[6]), sys.argv[7])
+    if cmd == "hold":
+        return hold(s, float(sys.argv[6]))
+    print("unknown command " + cmd)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# DNS over TLS end to end: ztdns-control + ztdns-dataplane on loopback with a
+# fresh CA, queried by BIND's dig and Knot's kdig with client certificates,
+# unbound as the local upstream. Private names answer only to allowed CNs, with
+# the proxy's address; everyone else gets what a nonexistent name gets.
+. "$(dirname "$0")/lib.sh"
+
+start_upstream || { not_ok "local unbound upstream starts"; exit 1; }
+setup_appliance || { not_ok "appliance set up"; cat "$T/control.log"; exit 1; }
+start_dataplane || { not_ok "ztdns-dataplane starts"; cat "$T/dataplane.log"; exit 1; }
+ok "ztdns-dataplane starts and reports its DoT port"
+
+# ---- private names ----------------------------------------------------------
+check_output "authorized CN gets the proxy address" '^db\.internal\.corp\.[[:space:]]+60[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.50' \
+    dot "$ALICE" db.internal.corp A
+check_fails "the service's real address never appears" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$ALICE' db.internal.corp A | grep -q 10.10.10.50"
+check_output "the answer is authoritative" 'flags: qr aa' dot "$ALICE" db.internal.corp A
+check_output "AAAA of a name with only A records is NODATA with the zone's SOA" 'status: NOERROR.*|SOA' dot "$ALICE" db.internal.corp AAAA
+check_output "a name under the zone without records is NXDOMAIN" 'status: NXDOMAIN' dot "$ALICE" nothere.db.internal.corp A
+check_output "names are case-insensitive" '203\.0\.113\.50' dot "$ALICE" DB.Internal.CORP A
+check "the log has the seed's line" wait_for 3 grep -q "DNS: $ALICE queried db.internal.corp → 203.0.113.50" "$T/dataplane.log"
+check_output "kdig (Knot) with a client certificate gets the same answer" '203\.0\.113\.50' \
+    kdig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$D/bundles/$ALICE/ca.crt" +tls-hostname=edge1.test \
+    +tls-certfile="$D/bundles/$ALICE/cert.pem" +tls-keyfile="$D/bundles/$ALICE/key.pem" +time=3 +retry=0 db.internal.corp A
+
+# ---- no existence leak --------------------------------------------------------
+shape() { dot "$@" | grep -E 'status:|flags:|ANSWER SECTION|AUTHORITY SECTION' | sed -E 's/id: [0-9]+//'; }
+check_output "unauthorized CN gets NXDOMAIN" 'status: NXDOMAIN' dot "$BOB" db.internal.corp A
+check "unauthorized answer has exactly the shape of a nonexistent name's" \
+    test "$(shape "$BOB" db.internal.corp A)" = "$(shape "$BOB" doesnotexist.internal.corp A)"
+check "the denial is logged" wait_for 3 grep -q "DNS: $BOB denied db.internal.corp (not allowed)" "$T/dataplane.log"
+
+# ---- public names through the upstream -------------------------------------------
+check_output "public name answered by the local upstream" '198\.18\.0\.10' dot "$ALICE" www.public.test A
+check_output "a second time from the cache" '198\.18\.0\.10' dot "$ALICE" www.public.test A
+
+# ---- pipelining and malformed input -----------------------------------------------------
+check_output "1,000 pipelined private queries on one connection, matched by ID" "answered 1000 of 1000" \
+    python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 1000 db.internal.corp
+check_output "1,000 pipelined public queries on one connection, matched by ID" "answered 1000 of 1000" \
+    python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 1000 other.public.test
+check_output "malformed messages get FORMERR or a close, and the server keeps serving" "still serving after the malformed messages: True" \
+    python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test garbage
+
+# ---- refusals ---------------------------------------------------------------------
+refused() { ! grep -q 'ANSWER SECTION' "$T/last.out" && ! grep -q 'status:' "$T/last.out"; }
+dig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$D/ca/ca.crt" +tls-hostname=edge1.test +time=3 +tries=1 db.internal.corp > "$T/last.out" 2>&1
+if refused; then ok "no client certificate: refused"; else not_ok "no client certificate: refused"; cat "$T/last.out"; fi
+
+# A CA of someone else's, and a certificate with alice's CN from it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/evil-ca.key" -out "$T/evil-ca.crt" \
+    -subj "/CN=ZeroTrust CA" -days 30 2> /dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/evil.key" -out "$T/evil.csr" -subj "/CN=$ALICE" 2> /dev/null
+openssl x509 -req -in "$T/evil.csr" -CA "$T/evil-ca.crt" -CAkey "$T/evil-ca.key" -CAcreateserial -out "$T/evil.crt" -days 30 2> /dev/null
+dig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$D/ca/ca.crt" +tls-hostname=edge1.test +tls-certfile="$T/evil.crt" \
+    +tls-keyfile="$T/evil.key" +time=3 +tries=1 db.internal.corp > "$T/last.out" 2>&1
+if refused; then ok "a certificate from another CA (with an allowed CN): refused"; else not_ok "a certificate from another CA: refused"; cat "$T/last.out"; fi
+
+# Certificates signed by our CA with openssl: one current (the control case), one expired.
+cat > "$T/ca.cnf" <<CNF
+[ca]
+default_ca = d
+[d]
+database = $T/index.txt
+new_certs_dir = $T
+serial = $T/serial
+default_md = sha256
+policy = p
+unique_subject = no
+x509_extensions = leaf
+[p]
+commonName = supplied
+[leaf]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+CNF
+: > "$T/index.txt"; echo 1000 > "$T/serial"
+sign() { # name startdate enddate
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/$1.key" -out "$T/$1.csr" -subj "/CN=$ALICE" 2> /dev/null
+    openssl ca -batch -config "$T/ca.cnf" -cert "$D/ca/ca.crt" -keyfile "$D/ca/ca.key" -in "$T/$1.csr" -out "$T/$1.crt" \
+        -startdate "$2" -enddate "$3" -notext > /dev/null 2>&1
+}
+sign current 20250101000000Z 20350101000000Z
+sign expired 20200101000000Z 20200201000000Z
+check "openssl made both test certificates" test -s "$T/current.crt" -a -s "$T/expired.crt"
+for which in current expired; do
+    dig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$D/ca/ca.crt" +tls-hostname=edge1.test +tls-certfile="$T/$which.crt" \
+        +tls-keyfile="$T/$which.key" +time=3 +tries=1 db.internal.corp > "$T/$which.out" 2>&1
+done
+check_output "control case: the same kind of certificate, current, is accepted" '203\.0\.113\.50' cat "$T/current.out"
+cp "$T/expired.out" "$T/last.out"
+if refused; then ok "an expired certificate: refused"; else not_ok "an expired certificate: refused"; cat "$T/last.out"; fi
+check "the expiry is the reason logged" grep -q "handshake failed: .*[Dd]ate" "$T/dataplane.log"
+
+# Revocation takes effect at once, also for a connection that is open.
+check_output "carol resolves before revocation" '203\.0\.113\.50' dot "$CAROL" db.internal.corp A
+python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$CAROL" edge1.test hold 10 > "$T/hold.log" 2>&1 &
+_pids+=($!)
+wait_for 5 grep -q connected "$T/hold.log"
+"$ZTDNS" --data-dir "$D" revoke "$CAROL" > /dev/null
+wait_for 3 grep -q "closed by the server" "$T/hold.log"
+check_output "an open connection of a revoked CN is closed within a second" "closed by the server after 0\\." cat "$T/hold.log"
+dot "$CAROL" db.internal.corp A > "$T/last.out" 2>&1
+if refused; then ok "a revoked CN is refused right after ztdns revoke, nothing restarted"; else not_ok "a revoked CN is refused"; cat "$T/last.out"; fi
+check "the refusal is logged with the CN and the reason" grep -q "DNS: refused $CAROL: revoked" "$T/dataplane.log"
+
+# ---- table updates and control going away ------------------------------------------
+check_output "bob resolves after ztdns authorize, without reconnecting anything" '203\.0\.113\.50' \
+    bash -c "'$ZTDNS' --data-dir '$D' authorize '$BOB' db.internal.corp > /dev/null && sleep 0.3 && $(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$BOB' db.internal.corp A"
+kill "$control_pid"; wait "$control_pid" 2> /dev/null
+check_output "control stopped: the data plane keeps serving its last table" '203\.0\.113\.50' dot "$ALICE" db.internal.corp A
+
+# ---- upstream down -> SERVFAIL within the timeout ----------------------------------------
+kill "$unbound_pid"; wait "$unbound_pid" 2> /dev/null
+start_ms=$(date +%s%3N)
+check_output "upstream down: SERVFAIL" 'status: SERVFAIL' dot "$ALICE" nocache.public.test A
+elapsed=$(($(date +%s%3N) - start_ms))
+check "SERVFAIL came within the 700 ms timeout plus one tick (took ${elapsed} ms, dig included)" test "$elapsed" -lt 1500
+
+# ---- restart from the table file alone ----------------------------------------------------
+kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
+check "SIGTERM stops the data plane cleanly" grep -q "DNS: stopped after" "$T/dataplane.log"
+mv "$T/dataplane.log" "$T/dataplane-1.log"
+start_dataplane || not_ok "restart without control"
+check_output "a data plane started without control serves the table file" '203\.0\.113\.50' dot "$ALICE" db.internal.corp A
