@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -254,6 +255,7 @@ reply controller::reload() {
     }
     _config_error.clear();
     _current = std::move(loaded.value);
+    refresh_server_cert(_current);
     log::info("Control: config loaded ({} zones, {} routes, {} endpoints)", _current.zones.size(),
               _current.routes.size(), _current.endpoints.size());
     return {0, fmt::format("Reloaded: {} zones, {} routes, {} endpoints\n", _current.zones.size(),
@@ -281,7 +283,51 @@ reply controller::commit(const config::config& prev, config::config&& next, std:
     }
     _current = std::move(next);
     _config_error.clear();
+    refresh_server_cert(_current);
     return {0, std::move(done)};
+}
+
+void controller::refresh_server_cert(const config::config& c) {
+    // Beyond this many names a certificate gets too large to send on every
+    // handshake; then only the first ones are covered (and a warning says so).
+    constexpr size_t max_names = 500;
+    std::vector<std::string> sans = c.app.proxy_addresses;
+    size_t zones = 0;
+    for (const auto& z : c.zones) {
+        if (zones++ == max_names) {
+            log::warn("Control: more than {} zones: the server certificate covers the first {} only", max_names,
+                      max_names);
+            break;
+        }
+        sans.push_back(z.name);
+        sans.push_back("*." + z.name);
+    }
+    std::string wanted = c.app.server_name;
+    for (const auto& s : sans) {
+        wanted += "\n" + s;
+    }
+    const auto& p = _store.paths();
+    std::string have, err;
+    std::string names_file = p.dir + "/server/names";
+    if (fs::read_file(names_file, have, err) && have == wanted) {
+        return;
+    }
+    try {
+        auto server = _ca->issue_server(c.app.server_name, sans, c.app.keys, c.app.cert_days);
+        // Key first: the data plane loads a pair only when key and certificate match.
+        for (auto [path, text, mode] : {std::tuple{p.server_key(), &server.key_pem, mode_t(0600)},
+                                        std::tuple{p.server_cert(), &server.cert_pem, mode_t(0644)},
+                                        std::tuple{names_file, &wanted, mode_t(0644)}}) {
+            if (auto e = fs::write_atomic(path, std::string_view(*text), mode); !e.empty()) {
+                log::error("Control: cannot renew the server certificate: {}", e);
+                return;
+            }
+        }
+        log::info("Control: server certificate renewed for {} and {} zone(s)", c.app.server_name,
+                  std::min(c.zones.size(), max_names));
+    } catch (const std::exception& e) {
+        log::error("Control: cannot renew the server certificate: {}", e.what());
+    }
 }
 
 std::string controller::write_bundle(const config::config& c, const config::endpoint& ep, const std::string& cert_pem,

@@ -83,6 +83,11 @@ private:
     /// Validates `next`, publishes it, then writes the files. `prev` is what is
     /// on disk now.
     reply commit(const config::config& prev, config::config&& next, std::string done);
+    /// Re-issues the server certificate when the set of private names changed:
+    /// it covers the server name, the proxy addresses and every zone (and its
+    /// subdomains), so clients that verify the name they asked for (curl,
+    /// browsers) accept the proxy. The data plane picks the new one up.
+    void refresh_server_cert(const config::config& c);
     /// Writes cert, key (0600), ca.crt and endpoint.json into bundles/<cn>/.
     std::string write_bundle(const config::config& c, const config::endpoint& ep, const std::string& cert_pem,
                              const std::string& key_pem) const;

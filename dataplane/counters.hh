@@ -36,6 +36,18 @@ namespace zt::dataplane {
     X(rcode_formerr)                                                                                                  \
     X(rcode_other)                                                                                                    \
     X(table_switches)                                                                                                 \
+    X(tunnels_opened)                                                                                                 \
+    X(tunnels_closed)                                                                                                 \
+    X(tunnels_ktls)                                                                                                   \
+    X(tunnels_user_tls)                                                                                               \
+    X(tunnel_bytes_up)                                                                                                \
+    X(tunnel_bytes_down)                                                                                              \
+    X(proxy_refused_no_name)       /* no SNI, Host or inner SNI */                                                    \
+    X(proxy_refused_unknown_name)  /* not a private name */                                                           \
+    X(proxy_refused_not_allowed)   /* CN not in the zone's allowed_endpoints */                                       \
+    X(proxy_refused_no_route)      /* the zone has no service, or no backend */                                       \
+    X(backend_connect_failures)                                                                                       \
+    X(backend_unreachable)         /* every backend failed */                                                         \
     X(bugs)                        /* an invariant broke; logged once each */
 
 /// Latency of answered queries: bucket i counts answers in [2^i, 2^(i+1)) microseconds.

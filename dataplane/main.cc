@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -29,18 +30,21 @@
 namespace {
 
 constexpr std::string_view usage = R"(usage: ztdns-dataplane [--data-dir DIR] [--shards N] [--dot-listen ADDR:PORT ...]
-                       [--upstream ADDR:PORT ...] [--log-queries on|off] [--no-control]
+                       [--proxy-listen ADDR:PORT ...] [--upstream ADDR:PORT ...]
+                       [--log-queries on|off] [--log-level LEVEL] [--no-control]
 
-Serves DNS over TLS (mutual TLS, client certificates from the data dir's CA)
-with the route table from ztdns-control (DIR/table.sock) or, without it, the
-last table file (DIR/route.table). Listen addresses, upstreams and limits come
-from DIR/ztdns.json; the options override them. SIGTERM stops gracefully.
+Serves DNS over TLS and the TLS proxy (mutual TLS, client certificates from
+the data dir's CA) with the route table from ztdns-control (DIR/table.sock)
+or, without it, the last table file (DIR/route.table). Listen addresses,
+upstreams and limits come from DIR/ztdns.json; the options override them.
+SIGTERM stops gracefully.
 )";
 
 struct options {
     std::string dir = std::getenv("ZTDNS_DATA_DIR") ? std::getenv("ZTDNS_DATA_DIR") : "/var/lib/ztdns";
     uint32_t shards = 0;
     std::vector<std::string> dot_listen;
+    std::vector<std::string> proxy_listen;
     std::vector<std::string> upstreams;
     bool log_queries = true;
     bool use_control = true;
@@ -62,10 +66,18 @@ bool parse_args(int argc, char** argv, options& o) {
             o.shards = static_cast<uint32_t>(std::strtoul(value().c_str(), nullptr, 10));
         } else if (a == "--dot-listen") {
             o.dot_listen.push_back(value());
+        } else if (a == "--proxy-listen") {
+            o.proxy_listen.push_back(value());
         } else if (a == "--upstream") {
             o.upstreams.push_back(value());
         } else if (a == "--log-queries") {
             o.log_queries = value() != "off";
+        } else if (a == "--log-level") {
+            std::string l = value();
+            zt::log::set_level(l == "debug"  ? zt::log::level::debug
+                               : l == "warn" ? zt::log::level::warn
+                               : l == "error" ? zt::log::level::error
+                                              : zt::log::level::info);
         } else if (a == "--no-control") {
             o.use_control = false;
         } else if (a == "-h" || a == "--help") {
@@ -115,12 +127,38 @@ int main(int argc, char** argv) {
         std::string err;
         zt::tls::context_options tls_opts;
         tls_opts.server = true;
-        tls_opts.cert_pem = read_or_die(o.dir + "/server/server.crt");
-        tls_opts.key_pem = read_or_die(o.dir + "/server/server.key");
         tls_opts.ca_pem = read_or_die(o.dir + "/ca/ca.crt");
         tls_opts.allow_tls12 = a.tls_min_version == "1.2";
-        auto server_tls = zt::tls::context::create(tls_opts, err);
-        if (!server_tls.valid()) {
+        // The server certificate: loaded now, and again whenever control renews it.
+        std::vector<std::unique_ptr<zt::tls::context>> contexts;
+        std::string cert_file = o.dir + "/server/server.crt", key_file = o.dir + "/server/server.key";
+        auto stamp = [](const std::string& path) {
+            struct stat st {};
+            return ::stat(path.c_str(), &st) == 0 ? st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec : 0LL;
+        };
+        long long loaded_stamp = 0;
+        auto load_server_cert = [&]() -> bool {
+            long long now_stamp = stamp(cert_file) ^ (stamp(key_file) << 1);
+            if (now_stamp == loaded_stamp) {
+                return true;
+            }
+            std::string e;
+            auto opts = tls_opts;
+            if (!zt::fs::read_file(cert_file, opts.cert_pem, e) || !zt::fs::read_file(key_file, opts.key_pem, e)) {
+                zt::log::warn("DNS: {}", e);
+                return false;
+            }
+            auto ctx = std::make_unique<zt::tls::context>(zt::tls::context::create(opts, e));
+            if (!ctx->valid()) {
+                // Control writes the key, then the certificate: a half-renewed pair is retried.
+                err = e;
+                return false;
+            }
+            loaded_stamp = now_stamp;
+            contexts.push_back(std::move(ctx));
+            return true;
+        };
+        if (!load_server_cert()) {
             throw std::runtime_error("server certificate: " + err);
         }
 
@@ -154,24 +192,28 @@ int main(int argc, char** argv) {
         }
         // Port 0 means "any": bind once to learn the port, then every shard binds it.
         std::vector<int> first_listeners;
-        for (const auto& l : o.dot_listen.empty() ? a.dot_listen : o.dot_listen) {
-            zt::net::address addr;
-            if (!zt::net::parse_address(l, addr)) {
-                throw std::runtime_error("bad listen address " + l);
+        auto bind_all = [&](const std::vector<std::string>& from, std::vector<zt::net::address>& to) {
+            for (const auto& l : from) {
+                zt::net::address addr;
+                if (!zt::net::parse_address(l, addr)) {
+                    throw std::runtime_error("bad listen address " + l);
+                }
+                int fd = zt::net::listen_tcp(addr, 16, err);
+                if (fd < 0) {
+                    throw std::runtime_error(err);
+                }
+                uint16_t port = zt::net::bound_port(fd);
+                if (addr.family() == AF_INET) {
+                    reinterpret_cast<sockaddr_in*>(&addr.storage)->sin_port = htons(port);
+                } else {
+                    reinterpret_cast<sockaddr_in6*>(&addr.storage)->sin6_port = htons(port);
+                }
+                first_listeners.push_back(fd); // held until the shards listen, so the port stays ours
+                to.push_back(addr);
             }
-            int fd = zt::net::listen_tcp(addr, 16, err);
-            if (fd < 0) {
-                throw std::runtime_error(err);
-            }
-            uint16_t port = zt::net::bound_port(fd);
-            if (addr.family() == AF_INET) {
-                reinterpret_cast<sockaddr_in*>(&addr.storage)->sin_port = htons(port);
-            } else {
-                reinterpret_cast<sockaddr_in6*>(&addr.storage)->sin6_port = htons(port);
-            }
-            first_listeners.push_back(fd); // held until the shards listen, so the port stays ours
-            so.dot_listen.push_back(addr);
-        }
+        };
+        bind_all(o.dot_listen.empty() ? a.dot_listen : o.dot_listen, so.dot_listen);
+        bind_all(o.proxy_listen.empty() ? a.proxy_listen : o.proxy_listen, so.proxy_listen);
 
         zt::table::holder holder(shards + 1);
         zt::table::subscriber sub(holder, {o.dir + "/table.sock"});
@@ -182,7 +224,7 @@ int main(int argc, char** argv) {
         }
 
         zt::dataplane::shard_shared shared;
-        shared.server_tls = &server_tls;
+        shared.server_tls.store(contexts.back().get(), std::memory_order_release);
         std::vector<std::unique_ptr<zt::dataplane::shard>> all;
         for (uint32_t i = 0; i < shards; ++i) {
             all.push_back(std::make_unique<zt::dataplane::shard>(i, so, shared, holder.add_reader()));
@@ -232,6 +274,9 @@ int main(int argc, char** argv) {
         for (const auto& l : so.dot_listen) {
             zt::log::info("DNS: listening on {} (DoT, {} shards)", l.str(), shards);
         }
+        for (const auto& l : so.proxy_listen) {
+            zt::log::info("Proxy: listening on {} (TLS proxy, {} shards)", l.str(), shards);
+        }
         if (!sub.generation()) {
             zt::log::warn("DNS: no route table yet: every name is forwarded until ztdns-control publishes one");
         }
@@ -255,6 +300,10 @@ int main(int argc, char** argv) {
                 }
                 sub.on_timer();
             }
+            if (size_t before = contexts.size(); load_server_cert() && contexts.size() != before) {
+                shared.server_tls.store(contexts.back().get(), std::memory_order_release);
+                zt::log::info("DNS: server certificate reloaded");
+            }
         }
         shared.stop = true;
         for (auto& s : all) {
@@ -270,9 +319,10 @@ int main(int argc, char** argv) {
             ZT_SHARD_COUNTERS(ZT_SUM)
 #undef ZT_SUM
         }
-        zt::log::info("DNS: stopped after {} connections, {} queries ({} private, {} forwarded, {} cache hits)",
+        zt::log::info("DNS: stopped after {} connections, {} queries ({} private, {} forwarded, {} cache hits); "
+                      "{} tunnels",
                       total.connections_accepted, total.queries, total.queries_private, total.queries_forwarded,
-                      total.cache_hits);
+                      total.cache_hits, total.tunnels_opened);
         return 0;
     } catch (const std::exception& e) {
         zt::log::error("DNS: {}", e.what());

@@ -75,6 +75,14 @@ bool shard::init(std::string& err) {
         }
         _listeners.push_back(fd);
     }
+    _dot_listeners = static_cast<uint32_t>(_listeners.size());
+    for (const auto& a : _o.proxy_listen) {
+        int fd = net::listen_tcp(a, 4096, err);
+        if (fd < 0) {
+            return false;
+        }
+        _listeners.push_back(fd);
+    }
     _conns.reset(new conn[_o.max_connections]);
     _free_conns.reserve(_o.max_connections);
     for (uint32_t i = _o.max_connections; i-- > 0;) {
@@ -192,6 +200,18 @@ void shard::on_completion(const net::completion& c) noexcept {
     case net::op::upstream:
         on_upstream(c);
         return;
+    case net::op::connect:
+        on_connect(c.t.index, c);
+        return;
+    case net::op::backend_recv:
+        on_backend_recv(c.t.index, c);
+        return;
+    case net::op::backend_send:
+        on_backend_send(c.t.index, c);
+        return;
+    case net::op::upstream_tcp:
+        on_upstream_tcp(c);
+        return;
     case net::op::timeout:
         on_tick();
         return;
@@ -220,6 +240,7 @@ void shard::on_accept(const net::completion& c) noexcept {
     _free_conns.pop_back();
     conn& k = _conns[i];
     k.fd = fd;
+    k.kind = c.t.index < _dot_listeners ? conn_kind::dot : conn_kind::proxy;
     k.state = conn_state::handshake;
     k.deadline_ms = _now_ms + _o.handshake_timeout_ms;
     k.opened_ms = _now_ms;
@@ -227,7 +248,7 @@ void shard::on_accept(const net::completion& c) noexcept {
     ++_c.connections_accepted;
     _c.connections_active = _open;
     net::set_nodelay(fd);
-    if (!ensure_chunk(k) || !k.tls.start(*_shared.server_tls, &k.out)) {
+    if (!ensure_chunk(k) || !k.tls.start(*_shared.server_tls.load(std::memory_order_acquire), &k.out)) {
         ++_c.connections_refused_full;
         close_conn(i, "no buffer for a new connection");
         return;
@@ -257,7 +278,8 @@ void shard::maybe_release_chunk(conn& c) noexcept {
     }
     // An idle connection holds no buffer: only its slot and wolfSSL's state.
     if (c.chunk != chunk_pool::none && c.state == conn_state::open && !c.send_inflight && c.out.length == 0 &&
-        c.stage_len == 0 && c.cin_len == 0 && c.rx_len == 0 && !c.paused) {
+        c.stage_len == 0 && c.cin_len == 0 && c.rx_len == 0 && !c.paused && c.c2b_len == 0 && !c.bsend_inflight &&
+        (c.kind == conn_kind::dot || c.tunnel == tunnel_state::forwarding)) {
         _chunks.release(c.chunk);
         c.chunk = chunk_pool::none;
         c.out = {};
@@ -266,7 +288,8 @@ void shard::maybe_release_chunk(conn& c) noexcept {
 
 void shard::arm_recv(uint32_t i) noexcept {
     conn& c = _conns[i];
-    if (c.recv_armed || c.paused || c.peer_eof || c.state == conn_state::closing || c.state == conn_state::free) {
+    if (c.recv_armed || c.paused || c.peer_eof || c.client_eof || c.state == conn_state::closing ||
+        c.state == conn_state::free) {
         return;
     }
     if (c.chunk != chunk_pool::none && cin_capacity - c.cin_len < recv_buffer_size) {
@@ -299,8 +322,19 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
         if (cq.has_buffer()) {
             _ring->recycle(group_tcp, cq.buffer_id());
         }
+        if (c.kind == conn_kind::proxy && cq.res == 0 && c.state == conn_state::open &&
+            c.tunnel == tunnel_state::forwarding) {
+            // FIN without close_notify: once what we hold is through, the
+            // same half-close for the service.
+            c.peer_eof = true;
+            proxy_from_client(i);
+            if (c.state == conn_state::open) {
+                proxy_flush(i);
+            }
+            return;
+        }
         c.peer_eof = true;
-        if (cq.res < 0 || c.state == conn_state::handshake) {
+        if (cq.res < 0 || c.state == conn_state::handshake || c.kind == conn_kind::proxy) {
             close_conn(i, cq.res == 0 ? "closed by the client during the handshake" : std::strerror(-cq.res));
         } else {
             flush(i); // answers still owed go out, then the connection closes
@@ -318,6 +352,10 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
     std::memcpy(cin_of(c) + c.cin_len, _ring->buffer(group_tcp, cq.buffer_id()), size_t(cq.res));
     c.cin_len += uint32_t(cq.res);
     _ring->recycle(group_tcp, cq.buffer_id());
+    if (c.kind == conn_kind::proxy && !c.sni_done && !proxy_sniff_outer(i)) {
+        arm_recv(i); // the ClientHello is not complete yet
+        return;
+    }
     advance(i);
     arm_recv(i);
 }
@@ -332,7 +370,7 @@ void shard::advance(uint32_t i) noexcept {
         c.cin_len = left;
         if (st == tls::status::failed) {
             ++_c.handshake_failures;
-            _log.info("DNS: handshake failed: {}", c.tls.error_string());
+            _log.info("{}: handshake failed: {}", c.kind == conn_kind::proxy ? "Proxy" : "DNS", c.tls.error_string());
             flush(i); // the alert wolfSSL wrote, if any
             close_conn(i, nullptr);
             return;
@@ -344,9 +382,17 @@ void shard::advance(uint32_t i) noexcept {
         if (!authenticate(i)) {
             return;
         }
+        if (c.kind == conn_kind::proxy) {
+            proxy_start(i);
+            return;
+        }
     }
     if (c.state == conn_state::open) {
-        read_queries(i);
+        if (c.kind == conn_kind::proxy) {
+            proxy_from_client(i);
+        } else {
+            read_queries(i);
+        }
     }
 }
 
@@ -357,23 +403,24 @@ bool shard::authenticate(uint32_t i) noexcept {
     c.cn_len = static_cast<uint8_t>(cn.size());
     const table::table& t = _reader.current();
     uint32_t ep = cn.empty() ? table::none : t.find_endpoint(cn);
+    const char* who = c.kind == conn_kind::proxy ? "Proxy" : "DNS";
     if (ep == table::none) {
         ++_c.auth_unknown_cn;
-        _log.info("DNS: refused {}: unknown certificate CN", cn.empty() ? "(no CN)" : cn);
+        _log.info("{}: refused {}: unknown certificate CN", who, cn.empty() ? "(no CN)" : cn);
         close_conn(i, nullptr);
         return false;
     }
     auto e = t.endpoint(ep);
     if (e.revoked) {
         ++_c.auth_revoked_cn;
-        _log.info("DNS: refused {}: revoked", cn);
+        _log.info("{}: refused {}: revoked", who, cn);
         close_conn(i, nullptr);
         return false;
     }
     if (ep < _per_endpoint.size()) {
         if (_per_endpoint[ep] >= _o.max_connections_per_cn) {
             ++_c.connections_refused_per_cn;
-            _log.info("DNS: refused {}: over {} connections", cn, _o.max_connections_per_cn);
+            _log.info("{}: refused {}: over {} connections", who, cn, _o.max_connections_per_cn);
             close_conn(i, nullptr);
             return false;
         }
@@ -689,6 +736,10 @@ void shard::on_send(uint32_t i, const net::completion& cq) noexcept {
         }
         return;
     }
+    if (c.kind == conn_kind::proxy) {
+        proxy_flush(i);
+        return;
+    }
     flush(i);
     maybe_resume(i);
 }
@@ -698,8 +749,17 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
     if (c.state == conn_state::free || c.state == conn_state::closing) {
         return;
     }
-    if (why) {
-        _log.info("DNS: connection closed for {} ({}, {}s active, {} queries)",
+    if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing) {
+        // The seed's audit line, with what moved and how.
+        _log.info("Proxy: Connection closed for {} ({}s active, {} bytes up, {} bytes down, {}{}{})", c.cn_view(),
+                  (_now_ms - c.opened_ms) / 1000, c.bytes_up, c.bytes_down, "user-space TLS", why ? ", " : "",
+                  why ? why : "");
+        ++_c.tunnels_closed;
+        _c.tunnel_bytes_up += c.bytes_up;
+        _c.tunnel_bytes_down += c.bytes_down;
+    } else if (why) {
+        _log.info("{}: connection closed for {} ({}, {}s active, {} queries)",
+                  c.kind == conn_kind::proxy ? "Proxy" : "DNS",
                   c.cn_len ? c.cn_view() : std::string_view("(unauthenticated)"), why,
                   (_now_ms - c.opened_ms) / 1000, c.queries);
     }
@@ -716,15 +776,31 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
     if (c.send_inflight) {
         _ring->cancel(tag_of(net::op::send, i));
     }
+    if (c.connect_inflight) {
+        _ring->cancel(tag_of(net::op::connect, i));
+    }
+    if (c.brecv_armed) {
+        _ring->cancel(tag_of(net::op::backend_recv, i));
+    }
+    if (c.bsend_inflight) {
+        _ring->cancel(tag_of(net::op::backend_send, i));
+    }
     maybe_free(i);
 }
 
 void shard::maybe_free(uint32_t i) noexcept {
     conn& c = _conns[i];
-    if (c.state != conn_state::closing || c.recv_armed || c.send_inflight) {
+    if (c.state != conn_state::closing || c.recv_armed || c.send_inflight || c.connect_inflight || c.brecv_armed ||
+        c.bsend_inflight) {
         return;
     }
     ::close(c.fd);
+    if (c.backend_fd >= 0) {
+        ::close(c.backend_fd);
+    }
+    if (c.b2c_pending) {
+        _ring->recycle(group_tcp, static_cast<uint16_t>(c.b2c_pending - 1));
+    }
     c.tls.reset();
     if (c.chunk != chunk_pool::none) {
         _chunks.release(c.chunk);
@@ -742,6 +818,15 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.cin_len = c.stage_len = c.rx_len = c.out_sent = c.queries = c.pending_upstream = 0;
     c.out = {};
     c.cn_len = 0;
+    c.kind = conn_kind::dot;
+    c.tunnel = tunnel_state::sniffing;
+    c.sni_done = c.connect_inflight = c.brecv_armed = c.bsend_inflight = false;
+    c.client_eof = c.backend_eof = c.backend_shut = c.client_shut = false;
+    c.attempts = c.name_len = c.service_cn_len = 0;
+    c.backend_fd = -1;
+    c.service = table::none;
+    c.c2b_len = c.c2b_sent = c.b2c_pending = 0;
+    c.bytes_up = c.bytes_down = 0;
     c.generation = gen ? gen : 1;
     _free_conns.push_back(i);
 }
@@ -753,6 +838,20 @@ void shard::on_tick() noexcept {
         if (c.state == conn_state::handshake && _now_ms >= c.deadline_ms) {
             ++_c.handshake_timeouts;
             close_conn(i, "handshake timeout");
+        } else if (c.state == conn_state::open && c.kind == conn_kind::proxy) {
+            if (_now_ms >= c.deadline_ms && c.tunnel != tunnel_state::connecting) {
+                ++_c.idle_timeouts;
+                log::debug("Proxy: idle tunnel {}: recv {} brecv {} send {} bsend {} cin {} c2b {}/{} out {}/{} "
+                           "eof {}/{} pending {}",
+                           i, c.recv_armed, c.brecv_armed, c.send_inflight, c.bsend_inflight, c.cin_len, c.c2b_sent,
+                           c.c2b_len, c.out_sent, c.out.length, c.client_eof, c.backend_eof, c.tls.pending());
+                close_conn(i, c.tunnel == tunnel_state::sniffing ? "no destination name in time" : "idle timeout");
+            } else {
+                if (!c.recv_armed) {
+                    arm_recv(i);
+                }
+                proxy_arm_backend_recv(i);
+            }
         } else if (c.state == conn_state::open) {
             if (_now_ms >= c.deadline_ms && c.pending_upstream == 0 && c.stage_len == 0 && !c.send_inflight) {
                 ++_c.idle_timeouts;
@@ -764,9 +863,15 @@ void shard::on_tick() noexcept {
     }
     for (uint32_t s = 0; s < pending_capacity; ++s) {
         pending& p = _pending[s];
-        if (p.conn_generation != 0 && _now_ms >= p.deadline_ms) {
+        if (p.conn_generation != 0 && p.tcp != pending::tcp_phase::abandoned && _now_ms >= p.deadline_ms) {
             ++_c.upstream_timeouts;
             answer_servfail(p);
+            if (p.tcp != pending::tcp_phase::none) {
+                // Its TCP request is still in the kernel: cancel, free on completion.
+                p.tcp = pending::tcp_phase::abandoned;
+                _ring->cancel({net::op::upstream_tcp, p.tcp_generation, s});
+                continue;
+            }
             finish_pending(static_cast<uint16_t>(s));
         }
     }
@@ -786,6 +891,12 @@ void shard::on_table_switch() noexcept {
             ++_c.revoked_while_open;
             c.endpoint = table::none;
             close_conn(i, "certificate revoked");
+            continue;
+        }
+        c.endpoint = ep;
+        if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing && !proxy_still_allowed(c, t)) {
+            ++_c.revoked_while_open;
+            close_conn(i, "no longer authorized");
             continue;
         }
         c.endpoint = ep;
@@ -829,6 +940,7 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
     pending& p = _pending[slot];
     p.key_hash = h;
     p.waiters = none32;
+    p.query_flags = q.hdr.flags;
     p.conn = i;
     p.conn_generation = c.generation;
     p.client_id = q.hdr.id;
@@ -874,6 +986,16 @@ void shard::answer_servfail(const pending& p) noexcept {
 
 void shard::finish_pending(uint16_t slot) noexcept {
     pending& p = _pending[slot];
+    if (p.tcp_fd >= 0) {
+        ::close(p.tcp_fd);
+        p.tcp_fd = -1;
+    }
+    if (p.tcp_buf != chunk_pool::none) {
+        _stages.release(p.tcp_buf);
+        p.tcp_buf = chunk_pool::none;
+    }
+    p.tcp = pending::tcp_phase::none;
+    ++p.tcp_generation;
     inflight_erase(slot);
     for (uint32_t w = p.waiters; w != none32;) {
         uint32_t next = _waiters[w].next;
@@ -954,9 +1076,23 @@ void shard::on_upstream(const net::completion& cq) noexcept {
         _ring->recycle(group_udp, bid);
         return; // wait for the real answer or the timeout
     }
+    uint16_t slot = static_cast<uint16_t>(id & 0xfff);
     if (check.truncated) {
+        // DoT clients cannot retry over TCP themselves: we do, once.
         ++_c.upstream_truncated;
-    } else {
+        _ring->recycle(group_udp, bid);
+        if (p.tcp == pending::tcp_phase::none) {
+            upstream_tcp_start(slot, cq.t.index);
+        }
+        return;
+    }
+    upstream_answer(slot, resp, true);
+    _ring->recycle(group_udp, bid);
+}
+
+void shard::upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache) noexcept {
+    pending& p = _pending[slot];
+    if (cache) {
         auto ttl = dns::response_cache_ttl(resp, 0, 86400);
         if (ttl.status == dns::ttl_status::cacheable) {
             _cache.insert({p.key, p.key_len}, resp, uint32_t(_now_ms / 1000), ttl.ttl);
@@ -968,8 +1104,106 @@ void shard::on_upstream(const net::completion& cq) noexcept {
         dns::set_message_id(resp, _waiters[w].client_id);
         deliver(_waiters[w].conn, _waiters[w].conn_generation, resp, _waiters[w].started_us);
     }
-    finish_pending(static_cast<uint16_t>(id & 0xfff));
-    _ring->recycle(group_udp, bid);
+    finish_pending(slot);
+}
+
+void shard::upstream_tcp_start(uint16_t slot, uint32_t upstream) noexcept {
+    pending& p = _pending[slot];
+    const net::address& u = _o.upstreams[upstream % _o.upstreams.size()];
+    p.tcp_buf = _stages.acquire();
+    int fd = p.tcp_buf == chunk_pool::none ? -1 : ::socket(u.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        ++_c.upstream_errors;
+        answer_servfail(p);
+        finish_pending(slot);
+        return;
+    }
+    net::set_nodelay(fd);
+    p.tcp_fd = fd;
+    // The question again, as a new query with the same flags (no EDNS: TCP has no size limit).
+    std::byte* b = _stages.at(p.tcp_buf);
+    uint16_t len = static_cast<uint16_t>(dns::header_size + p.question_len);
+    std::memset(b, 0, 2 + dns::header_size);
+    b[0] = std::byte(len >> 8);
+    b[1] = std::byte(len);
+    b[2] = std::byte(p.our_id >> 8);
+    b[3] = std::byte(p.our_id);
+    b[4] = std::byte((p.query_flags >> 8) & 0x01); // RD
+    b[5] = std::byte(p.query_flags & 0x10);         // CD
+    b[7] = std::byte(1);                            // one question
+    std::memcpy(b + 2 + dns::header_size, p.question, p.question_len);
+    p.tcp_len = 2u + len;
+    std::memcpy(&p.tcp_addr, &u.storage, sizeof p.tcp_addr);
+    uint64_t left = p.deadline_ms > _now_ms ? p.deadline_ms - _now_ms : 1;
+    p.tcp_timeout = {static_cast<int64_t>(left / 1000), static_cast<long long>(left % 1000) * 1'000'000};
+    p.tcp = pending::tcp_phase::connecting;
+    _ring->connect_with_timeout(fd, reinterpret_cast<const sockaddr*>(&p.tcp_addr), u.length,
+                                {net::op::upstream_tcp, p.tcp_generation, slot}, &p.tcp_timeout);
+}
+
+void shard::on_upstream_tcp(const net::completion& cq) noexcept {
+    if (cq.t.index >= pending_capacity) {
+        return;
+    }
+    uint16_t slot = static_cast<uint16_t>(cq.t.index);
+    pending& p = _pending[slot];
+    if ((p.tcp_generation & 0xffffff) != cq.t.generation) {
+        return;
+    }
+    if (p.tcp == pending::tcp_phase::abandoned) {
+        finish_pending(slot); // the clients got SERVFAIL at the timeout
+        return;
+    }
+    auto fail = [&] {
+        ++_c.upstream_errors;
+        answer_servfail(p);
+        finish_pending(slot);
+    };
+    if (cq.res < 0) {
+        fail();
+        return;
+    }
+    std::byte* b = _stages.at(p.tcp_buf);
+    net::tag t{net::op::upstream_tcp, p.tcp_generation, slot};
+    switch (p.tcp) {
+    case pending::tcp_phase::connecting:
+        p.tcp = pending::tcp_phase::sending;
+        _ring->send(p.tcp_fd, b, p.tcp_len, t);
+        return;
+    case pending::tcp_phase::sending:
+        if (uint32_t(cq.res) < p.tcp_len) {
+            std::memmove(b, b + cq.res, p.tcp_len - uint32_t(cq.res));
+            p.tcp_len -= uint32_t(cq.res);
+            _ring->send(p.tcp_fd, b, p.tcp_len, t);
+            return;
+        }
+        p.tcp = pending::tcp_phase::receiving;
+        p.tcp_len = 0;
+        _ring->recv(p.tcp_fd, b, stage_capacity, t);
+        return;
+    case pending::tcp_phase::receiving: {
+        if (cq.res == 0) {
+            fail();
+            return;
+        }
+        p.tcp_len += uint32_t(cq.res);
+        uint32_t need = p.tcp_len >= 2 ? 2u + be16(b) : 2u;
+        if (p.tcp_len < need) {
+            _ring->recv(p.tcp_fd, b + p.tcp_len, stage_capacity - p.tcp_len, t);
+            return;
+        }
+        std::span<std::byte> resp(b + 2, need - 2);
+        auto check = dns::validate_response(resp, p.our_id, {p.question, p.question_len});
+        if (check.error != dns::upstream_error::none) {
+            fail();
+            return;
+        }
+        upstream_answer(slot, resp, true);
+        return;
+    }
+    default:
+        return;
+    }
 }
 
 void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, uint64_t started_us) noexcept {

@@ -25,7 +25,8 @@ namespace zt::dataplane {
 
 /// What every shard is started with (copied into each).
 struct shard_options {
-    std::vector<net::address> dot_listen; ///< ports already resolved (no 0)
+    std::vector<net::address> dot_listen;   ///< ports already resolved (no 0)
+    std::vector<net::address> proxy_listen; ///< the TLS proxy's listeners
     std::vector<net::address> upstreams;
     std::string server_name; ///< mname of synthesized SOA records
     uint32_t max_connections = 16384;
@@ -38,11 +39,14 @@ struct shard_options {
     uint32_t cache_entries = 16384;
     uint32_t answer_ttl = 60; ///< TTL of private answers
     bool log_queries = true;
+    uint32_t sniff_timeout_ms = 5000; ///< for the first plaintext bytes when there is no SNI
 };
 
 /// Shared, read-only after start: the TLS context and the stop flag.
 struct shard_shared {
-    const tls::context* server_tls = nullptr;
+    /// The server certificate in use; swapped by the main thread when control
+    /// renews it. Old contexts stay alive until exit (they are few and small).
+    std::atomic<const tls::context*> server_tls{nullptr};
     std::atomic<bool> stop{false};
     uint32_t drain_ms = 3000; ///< how long open work may finish after stop
 };
@@ -67,6 +71,9 @@ public:
 private:
     // ---- connections ----
     enum class conn_state : uint8_t { free, handshake, open, closing };
+    enum class conn_kind : uint8_t { dot, proxy };
+    /// Where a proxy tunnel is after the handshake.
+    enum class tunnel_state : uint8_t { sniffing, connecting, forwarding };
     struct conn {
         uint32_t generation = 1;
         int fd = -1;
@@ -92,6 +99,33 @@ private:
         uint8_t cn_len = 0;
         char cn[64];
         std::string_view cn_view() const noexcept { return {cn, cn_len}; }
+
+        // ---- the proxy's side of a tunnel (unused by DoT) ----
+        conn_kind kind = conn_kind::dot;
+        tunnel_state tunnel = tunnel_state::sniffing;
+        bool sni_done = false;        ///< the outer ClientHello was looked at
+        bool connect_inflight = false;
+        bool brecv_armed = false;
+        bool bsend_inflight = false;
+        bool client_eof = false;      ///< client sent close_notify or FIN: no more upstream bytes
+        bool backend_eof = false;     ///< the service closed its side
+        bool backend_shut = false;    ///< we shut the service's write side
+        bool client_shut = false;     ///< we sent close_notify and FIN to the client
+        uint8_t attempts = 0;         ///< backends tried
+        uint8_t name_len = 0;
+        int backend_fd = -1;
+        uint32_t service = table::none;
+        uint32_t c2b_len = 0;         ///< plaintext from the client for the service
+        uint32_t c2b_sent = 0;
+        uint64_t bytes_up = 0;        ///< client -> service, plaintext
+        uint64_t bytes_down = 0;      ///< service -> client, plaintext
+        uint32_t b2c_pending = 0;     ///< provided buffer id + 1 held while its bytes are encrypted; 0: none
+        char name[254];               ///< the destination name (SNI, Host or inner SNI)
+        char service_cn[64];
+        uint8_t service_cn_len = 0;
+        sockaddr_in6 backend_addr{};  ///< lives until the connect completes
+        net::timeout_spec connect_timeout{};
+        std::string_view name_view() const noexcept { return {name, name_len}; }
     };
 
     // A connection's buffers, taken from per-shard pools only while it has
@@ -100,6 +134,8 @@ private:
     static constexpr uint32_t out_capacity = 17 * 1024;    ///< two such records, sent while more are encrypted
     static constexpr uint32_t cin_capacity = 33 * 1024;
     static constexpr uint32_t rx_capacity = 4 * 1024 + 2; ///< queries over 4 KiB close the connection
+    /// Proxy: the same region holds plaintext from the client for the service.
+    static constexpr uint32_t c2b_capacity = 64 * 1024 - 17 * 1024 - 33 * 1024;
     static constexpr uint32_t chunk_size = 64 * 1024;
     static constexpr uint32_t stage_capacity = 64 * 1024;
     /// Upstream queries one connection may have outstanding before it stops
@@ -112,6 +148,7 @@ private:
     std::byte* stage_of(conn& c) noexcept { return _stages.at(c.stage); }
     std::byte* cin_of(conn& c) noexcept { return _chunks.at(c.chunk) + out_capacity; }
     std::byte* rx_of(conn& c) noexcept { return _chunks.at(c.chunk) + out_capacity + cin_capacity; }
+    std::byte* c2b_of(conn& c) noexcept { return rx_of(c); }
     net::tag tag_of(net::op o, uint32_t i) const noexcept { return {o, _conns[i].generation, i}; }
 
     void on_completion(const net::completion& c) noexcept;
@@ -119,6 +156,30 @@ private:
     void on_recv(uint32_t i, const net::completion& c) noexcept;
     void on_send(uint32_t i, const net::completion& c) noexcept;
     void on_tick() noexcept;
+
+    // ---- the TLS proxy (proxy.cc) ----
+    /// Before the handshake: reads the SNI from the ClientHello in cin.
+    /// False while more bytes are needed.
+    bool proxy_sniff_outer(uint32_t i) noexcept;
+    /// After the handshake: SNI, else the first plaintext bytes, name the destination.
+    void proxy_start(uint32_t i) noexcept;
+    /// Decrypts what the client sent into c2b (and sniffs while sniffing).
+    void proxy_from_client(uint32_t i) noexcept;
+    void proxy_route(uint32_t i) noexcept;
+    void proxy_connect(uint32_t i) noexcept;
+    void on_connect(uint32_t i, const net::completion& c) noexcept;
+    void on_backend_recv(uint32_t i, const net::completion& c) noexcept;
+    void on_backend_send(uint32_t i, const net::completion& c) noexcept;
+    void proxy_send_backend(uint32_t i) noexcept;
+    void proxy_arm_backend_recv(uint32_t i) noexcept;
+    /// Sends what is in out; propagates half-closes once everything is through.
+    void proxy_flush(uint32_t i) noexcept;
+    void proxy_refuse(uint32_t i, std::string_view why) noexcept;
+    /// After a new table: may this tunnel still exist?
+    bool proxy_still_allowed(const conn& c, const table::table& t) const noexcept;
+    /// Passive health: a backend that failed is skipped for a while.
+    bool backend_down(const sockaddr_in6& a) const noexcept;
+    void mark_backend_down(const sockaddr_in6& a) noexcept;
     void on_table_switch() noexcept;
 
     bool ensure_chunk(conn& c) noexcept;
@@ -151,6 +212,16 @@ private:
         uint64_t started_us = 0;
         uint64_t key_hash = 0;
         uint32_t waiters = none32; ///< first of the identical queries riding on this one
+        uint16_t query_flags = 0;  ///< the client's header flags (RD, CD), for a retry over TCP
+        // A retry over TCP after a truncated UDP answer: one connection, one query.
+        enum class tcp_phase : uint8_t { none, connecting, sending, receiving, abandoned };
+        tcp_phase tcp = tcp_phase::none;
+        int tcp_fd = -1;
+        uint32_t tcp_buf = chunk_pool::none; ///< a stage chunk: [2-byte length | message]
+        uint32_t tcp_len = 0;                ///< bytes received (or to send)
+        uint32_t tcp_generation = 0;
+        sockaddr_storage tcp_addr{};
+        net::timeout_spec tcp_timeout{};
         std::byte key[dns_cache::max_key];
         std::byte question[dns::max_name_wire_size + 4];
     };
@@ -173,6 +244,11 @@ private:
     /// Frees a pending slot and its waiters.
     void finish_pending(uint16_t slot) noexcept;
     void on_upstream(const net::completion& c) noexcept;
+    /// Retries a truncated answer's question over TCP to the same upstream.
+    void upstream_tcp_start(uint16_t slot, uint32_t upstream) noexcept;
+    void on_upstream_tcp(const net::completion& c) noexcept;
+    /// Delivers an upstream answer to the client and every waiter, caches it, frees the slot.
+    void upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache) noexcept;
     void answer_servfail(const pending& p) noexcept;
     /// Sends a whole answer message to connection `conn` (if it is still the same one).
     void deliver(uint32_t conn_index, uint32_t conn_generation, std::span<const std::byte> msg,
@@ -185,6 +261,7 @@ private:
     table::holder::reader _reader;
     std::unique_ptr<net::ring> _ring;
     std::vector<int> _listeners;
+    uint32_t _dot_listeners = 0; ///< _listeners[0, n) are DoT, the rest the proxy's
     std::unique_ptr<conn[]> _conns;
     std::vector<uint32_t> _free_conns;
     chunk_pool _chunks;
@@ -211,6 +288,13 @@ private:
     uint32_t _open = 0;
     bool _stopping = false;
     uint64_t _stop_deadline_ms = 0;
+    struct down_entry {
+        uint64_t key = 0;
+        uint64_t until_ms = 0;
+    };
+    static constexpr uint32_t down_capacity = 256;
+    down_entry _down[down_capacity];
+    uint32_t _rand = 0x9e3779b9u;
     shard_counters _c;
     log::buffered _log;
     std::unique_ptr<std::byte[]> _scratch; ///< one answer being built

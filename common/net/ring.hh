@@ -33,7 +33,10 @@ enum class op : uint8_t {
     recvmsg,
     sendmsg,
     wake,
-    upstream, ///< a datagram from an upstream resolver
+    upstream,     ///< a datagram from an upstream resolver
+    backend_recv, ///< the proxy's service side
+    backend_send,
+    upstream_tcp, ///< a retry over TCP of a truncated upstream answer
 };
 
 /// user_data: op in bits 56-63, slot generation in 32-55, slot index in 0-31.

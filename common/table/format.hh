@@ -25,7 +25,7 @@ inline constexpr uint64_t max_table_size = uint64_t(1) << 31; ///< 2 GiB: every 
 inline constexpr uint32_t max_probe_limit = 64;               ///< longest probe sequence a hash index may have
 inline constexpr uint32_t max_name_length = 253;              ///< DNS name, text form, no trailing dot
 inline constexpr uint32_t max_label_length = 63;
-inline constexpr uint32_t max_cn_length = 64;                    ///< X.509 ub-common-name
+inline constexpr uint32_t max_cn_length = 64;                 ///< X.509 ub-common-name
 inline constexpr uint32_t max_connect_timeout_ms = 3'600'000; ///< one hour
 
 /// The sections, in the order they follow the header.
@@ -60,21 +60,21 @@ struct str {
 static_assert(sizeof(str) == 8);
 
 struct header {
-    uint8_t magic[8];             // format::magic
-    uint64_t checksum;            // XXH64, seed 0, over bytes [16, total_size): everything after this field
-    uint16_t major;               // format::major_version
-    uint16_t minor;               // format::minor_version
-    uint32_t header_size;         // sizeof(header)
-    uint64_t generation;          // set by control; increases with every table it publishes
-    uint64_t total_size;          // bytes in the blob, header included
-    uint64_t name_seed;           // seed of name_hash() for sec_names
-    uint64_t endpoint_seed;       // seed of cn_hash() for sec_endpoint_index
-    uint32_t name_max_probe;      // longest displacement in sec_names (exact)
-    uint32_t name_max_length;     // longest name in sec_names (exact)
-    uint32_t endpoint_max_probe;  // longest displacement in sec_endpoint_index (exact)
-    uint32_t flags;               // 0
+    uint8_t magic[8];            // format::magic
+    uint64_t checksum;           // XXH64, seed 0, over bytes [16, total_size): everything after this field
+    uint16_t major;              // format::major_version
+    uint16_t minor;              // format::minor_version
+    uint32_t header_size;        // sizeof(header)
+    uint64_t generation;         // set by control; increases with every table it publishes
+    uint64_t total_size;         // bytes in the blob, header included
+    uint64_t name_seed;          // seed of name_hash() for sec_names
+    uint64_t endpoint_seed;      // seed of cn_hash() for sec_endpoint_index
+    uint32_t name_max_probe;     // longest displacement in sec_names (exact)
+    uint32_t name_max_length;    // longest name in sec_names (exact)
+    uint32_t endpoint_max_probe; // longest displacement in sec_endpoint_index (exact)
+    uint32_t flags;              // 0
     section sections[section_count];
-    uint64_t reserved;            // 0
+    uint64_t reserved; // 0
 };
 static_assert(sizeof(header) == 160);
 static_assert(offsetof(header, checksum) == 8);
@@ -110,12 +110,12 @@ struct zone {
     str service_cn;       // == services[service].cn (same offset and length); empty when service is none
     uint32_t rrset_first; // this zone's record sets: [rrset_first, rrset_first + rrset_count)
     uint32_t rrset_count;
-    uint32_t apex_rrset;  // rrset_first when the apex ("@") has records, else none
-    uint32_t service;     // index into sec_services, or none
-    uint32_t acl_first;   // this zone's ACL: acl[acl_first, acl_first + acl_count), ascending endpoint ids
+    uint32_t apex_rrset; // rrset_first when the apex ("@") has records, else none
+    uint32_t service;    // index into sec_services, or none
+    uint32_t acl_first;  // this zone's ACL: acl[acl_first, acl_first + acl_count), ascending endpoint ids
     uint32_t acl_count;
-    uint32_t index_slot;  // the sec_names slot of the zone apex
-    uint32_t reserved;    // 0
+    uint32_t index_slot; // the sec_names slot of the zone apex
+    uint32_t reserved;   // 0
 };
 static_assert(sizeof(zone) == 48);
 static_assert(offsetof(zone, rrset_first) == 16);
@@ -126,7 +126,7 @@ struct rrset {
     uint32_t zone;         // the zone it belongs to
     uint32_t record_first; // records[record_first, record_first + record_count), count >= 1
     uint32_t record_count;
-    uint32_t index_slot;   // its sec_names slot (the zone's slot for the apex)
+    uint32_t index_slot; // its sec_names slot (the zone's slot for the apex)
 };
 static_assert(sizeof(rrset) == 24);
 
@@ -146,9 +146,9 @@ inline constexpr uint32_t service_via_service_endpoint = 1u << 1; ///< reached t
 inline constexpr uint32_t service_known_flags = service_health_check | service_via_service_endpoint;
 
 struct service {
-    str cn;                      // the service's CN (routes.json key)
-    str name;                    // display name
-    uint32_t backend_first;      // backends[backend_first, backend_first + backend_count), count >= 1
+    str cn;                 // the service's CN (routes.json key)
+    str name;               // display name
+    uint32_t backend_first; // backends[backend_first, backend_first + backend_count), count >= 1
     uint32_t backend_count;
     uint32_t total_weight;       // sum of the backends' weights
     uint32_t connect_timeout_ms; // 1 .. max_connect_timeout_ms
@@ -188,11 +188,11 @@ inline constexpr uint8_t kind_service = 1;
 struct endpoint {
     str cn;
     str name;
-    str serial;         // certificate serial, hex
-    int64_t not_after;  // certificate expiry, Unix seconds
-    uint8_t kind;       // kind_client or kind_service
-    uint8_t revoked;    // 0 or 1; a revoked endpoint is in no ACL
-    uint16_t reserved;  // 0
+    str serial;          // certificate serial, hex
+    int64_t not_after;   // certificate expiry, Unix seconds
+    uint8_t kind;        // kind_client or kind_service
+    uint8_t revoked;     // 0 or 1; a revoked endpoint is in no ACL
+    uint16_t reserved;   // 0
     uint32_t index_slot; // its sec_endpoint_index slot
 };
 static_assert(sizeof(endpoint) == 40);
@@ -221,10 +221,14 @@ inline constexpr uint32_t element_size[section_count] = {
     sizeof(endpoint_slot),
 };
 
-inline constexpr uint64_t align8(uint64_t v) noexcept { return (v + 7) & ~uint64_t(7); }
+inline constexpr uint64_t align8(uint64_t v) noexcept {
+    return (v + 7) & ~uint64_t(7);
+}
 
 /// ASCII lower case; other bytes unchanged.
-inline constexpr uint8_t fold(uint8_t c) noexcept { return uint8_t(c - 'A') < 26 ? uint8_t(c | 0x20) : c; }
+inline constexpr uint8_t fold(uint8_t c) noexcept {
+    return uint8_t(c - 'A') < 26 ? uint8_t(c | 0x20) : c;
+}
 
 inline constexpr uint64_t fnv_offset = 0xcbf29ce484222325ull;
 inline constexpr uint64_t fnv_prime = 0x100000001b3ull;
@@ -240,9 +244,13 @@ inline constexpr uint64_t fmix64(uint64_t h) noexcept {
 }
 
 /// The state name_hash() starts from.
-inline constexpr uint64_t hash_start(uint64_t seed) noexcept { return fnv_offset ^ seed; }
+inline constexpr uint64_t hash_start(uint64_t seed) noexcept {
+    return fnv_offset ^ seed;
+}
 /// One byte of name_hash(): FNV-1a step on the ASCII-folded byte.
-inline constexpr uint64_t hash_step(uint64_t h, uint8_t c) noexcept { return (h ^ fold(c)) * fnv_prime; }
+inline constexpr uint64_t hash_step(uint64_t h, uint8_t c) noexcept {
+    return (h ^ fold(c)) * fnv_prime;
+}
 
 /// The hash of the name index: FNV-1a 64 over the bytes from the LAST to the
 /// FIRST, ASCII-folded, starting from fnv_offset ^ seed, then fmix64. Going
@@ -272,6 +280,8 @@ uint64_t xxh64(std::span<const std::byte> bytes, uint64_t seed = 0) noexcept;
 
 /// The checksum of a whole blob (header included): xxh64 of bytes [checksum_from, size).
 /// Precondition: blob.size() >= sizeof(header).
-inline uint64_t checksum(std::span<const std::byte> blob) noexcept { return xxh64(blob.subspan(checksum_from)); }
+inline uint64_t checksum(std::span<const std::byte> blob) noexcept {
+    return xxh64(blob.subspan(checksum_from));
+}
 
 } // namespace zt::table::format

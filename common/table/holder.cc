@@ -55,7 +55,9 @@ blob& blob::operator=(blob&& o) noexcept {
     return *this;
 }
 
-blob::~blob() { reset(); }
+blob::~blob() {
+    reset();
+}
 
 std::span<std::byte> blob::writable() noexcept {
     if (_mapped) {
@@ -78,8 +80,7 @@ void blob::reset() noexcept {
     _mapped = false;
 }
 
-holder::reader::reader(reader&& o) noexcept
-    : _holder(o._holder), _slot(o._slot), _mine(o._mine), _empty(o._empty) {
+holder::reader::reader(reader&& o) noexcept : _holder(o._holder), _slot(o._slot), _mine(o._mine), _empty(o._empty) {
     o._slot = nullptr;
     o._mine = nullptr;
 }

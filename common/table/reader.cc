@@ -12,6 +12,7 @@ namespace {
 using format::acl_entry;
 using format::align8;
 using format::checksum;
+using format::cn_hash;
 using format::element_size;
 using format::endpoint_slot;
 using format::family_ipv4;
@@ -29,9 +30,18 @@ using format::max_name_length;
 using format::max_probe_limit;
 using format::max_table_size;
 using format::minor_version;
-using format::cn_hash;
 using format::name_hash;
 using format::name_slot;
+using format::sec_acl;
+using format::sec_backends;
+using format::sec_endpoint_index;
+using format::sec_endpoints;
+using format::sec_names;
+using format::sec_records;
+using format::sec_rrsets;
+using format::sec_services;
+using format::sec_strings;
+using format::sec_zones;
 using format::section;
 using format::section_count;
 using format::section_id;
@@ -39,16 +49,6 @@ using format::service_known_flags;
 using format::str;
 using format::type_a;
 using format::type_aaaa;
-using format::sec_strings;
-using format::sec_names;
-using format::sec_zones;
-using format::sec_rrsets;
-using format::sec_records;
-using format::sec_services;
-using format::sec_backends;
-using format::sec_acl;
-using format::sec_endpoints;
-using format::sec_endpoint_index;
 
 inline bool is_name_char(uint8_t c) noexcept {
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
@@ -192,7 +192,8 @@ private:
         }
         // A newer minor version may append bytes after the last section.
         if (_h->minor <= minor_version ? expected != _size : expected > _size) {
-            return fail(open_error::bad_layout, "bytes after the last section", _base + std::min<uint64_t>(expected, _size));
+            return fail(open_error::bad_layout, "bytes after the last section",
+                        _base + std::min<uint64_t>(expected, _size));
         }
         auto sec = [&](section_id id) { return _h->sections[id]; };
         _t._strings = at<char>(sec(sec_strings).offset);
@@ -214,7 +215,8 @@ private:
 
         uint32_t names_cap = sec(sec_names).count;
         if (names_cap == 0 || !std::has_single_bit(names_cap)) {
-            return fail(open_error::bad_layout, "name index capacity not a power of two", &_h->sections[sec_names].count);
+            return fail(open_error::bad_layout, "name index capacity not a power of two",
+                        &_h->sections[sec_names].count);
         }
         if (_h->name_max_probe > max_probe_limit || _h->name_max_probe >= names_cap) {
             return fail(open_error::bad_header, "name index probe limit too large", &_h->name_max_probe);
@@ -531,7 +533,8 @@ private:
             return fail(open_error::bad_acl, "ACL entries of no zone", &_h->sections[sec_acl].count);
         }
         if (_cursor != _t._strings_size) {
-            return fail(open_error::bad_string, "string pool bytes no field refers to", &_h->sections[sec_strings].count);
+            return fail(open_error::bad_string, "string pool bytes no field refers to",
+                        &_h->sections[sec_strings].count);
         }
         // Every apex and owner has its own slot pointing back at it; as many
         // slots are occupied: slots and names correspond one to one.
@@ -649,30 +652,51 @@ private:
 
 const char* to_string(open_error e) noexcept {
     switch (e) {
-    case open_error::none: return "none";
-    case open_error::too_small: return "too_small";
-    case open_error::misaligned: return "misaligned";
-    case open_error::bad_magic: return "bad_magic";
-    case open_error::bad_version: return "bad_version";
-    case open_error::bad_size: return "bad_size";
-    case open_error::bad_checksum: return "bad_checksum";
-    case open_error::bad_header: return "bad_header";
-    case open_error::bad_layout: return "bad_layout";
-    case open_error::bad_string: return "bad_string";
-    case open_error::bad_name: return "bad_name";
-    case open_error::bad_zone: return "bad_zone";
-    case open_error::bad_rrset: return "bad_rrset";
-    case open_error::bad_record: return "bad_record";
-    case open_error::bad_service: return "bad_service";
-    case open_error::bad_backend: return "bad_backend";
-    case open_error::bad_acl: return "bad_acl";
-    case open_error::bad_endpoint: return "bad_endpoint";
-    case open_error::bad_index: return "bad_index";
+    case open_error::none:
+        return "none";
+    case open_error::too_small:
+        return "too_small";
+    case open_error::misaligned:
+        return "misaligned";
+    case open_error::bad_magic:
+        return "bad_magic";
+    case open_error::bad_version:
+        return "bad_version";
+    case open_error::bad_size:
+        return "bad_size";
+    case open_error::bad_checksum:
+        return "bad_checksum";
+    case open_error::bad_header:
+        return "bad_header";
+    case open_error::bad_layout:
+        return "bad_layout";
+    case open_error::bad_string:
+        return "bad_string";
+    case open_error::bad_name:
+        return "bad_name";
+    case open_error::bad_zone:
+        return "bad_zone";
+    case open_error::bad_rrset:
+        return "bad_rrset";
+    case open_error::bad_record:
+        return "bad_record";
+    case open_error::bad_service:
+        return "bad_service";
+    case open_error::bad_backend:
+        return "bad_backend";
+    case open_error::bad_acl:
+        return "bad_acl";
+    case open_error::bad_endpoint:
+        return "bad_endpoint";
+    case open_error::bad_index:
+        return "bad_index";
     }
     return "unknown";
 }
 
-open_result open(std::span<const std::byte> blob) noexcept { return detail::validator(blob).run(); }
+open_result open(std::span<const std::byte> blob) noexcept {
+    return detail::validator(blob).run();
+}
 
 std::string_view table::string(format::str s) const noexcept {
     // Validated strings are always in bounds; a str the caller made up may not be.
@@ -783,9 +807,13 @@ std::string_view table::zone_name(uint32_t zone) const noexcept {
                               : std::string_view();
 }
 
-uint32_t table::zone_service(uint32_t zone) const noexcept { return zone < _zone_count ? _zones[zone].service : none; }
+uint32_t table::zone_service(uint32_t zone) const noexcept {
+    return zone < _zone_count ? _zones[zone].service : none;
+}
 
-uint32_t table::zone_apex(uint32_t zone) const noexcept { return zone < _zone_count ? _zones[zone].apex_rrset : none; }
+uint32_t table::zone_apex(uint32_t zone) const noexcept {
+    return zone < _zone_count ? _zones[zone].apex_rrset : none;
+}
 
 uint32_t table::zone_rrset_first(uint32_t zone) const noexcept {
     return zone < _zone_count ? _zones[zone].rrset_first : 0;
@@ -814,7 +842,9 @@ std::string_view table::rrset_owner(uint32_t rrset) const noexcept {
                                 : std::string_view();
 }
 
-uint32_t table::rrset_zone(uint32_t rrset) const noexcept { return rrset < _rrset_count ? _rrsets[rrset].zone : none; }
+uint32_t table::rrset_zone(uint32_t rrset) const noexcept {
+    return rrset < _rrset_count ? _rrsets[rrset].zone : none;
+}
 
 std::span<const format::record> table::records(uint32_t rrset) const noexcept {
     if (rrset >= _rrset_count) {

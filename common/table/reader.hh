@@ -17,16 +17,16 @@ inline constexpr uint32_t none = format::none;
 /// Why open() refused a blob.
 enum class open_error : uint8_t {
     none,
-    too_small,     ///< shorter than the header
-    misaligned,    ///< not 8-byte aligned in memory
+    too_small,  ///< shorter than the header
+    misaligned, ///< not 8-byte aligned in memory
     bad_magic,
-    bad_version,   ///< another major version, or a header size we do not know
-    bad_size,      ///< total_size disagrees with the bytes given, or too large
+    bad_version, ///< another major version, or a header size we do not know
+    bad_size,    ///< total_size disagrees with the bytes given, or too large
     bad_checksum,
-    bad_header,    ///< flags, reserved, seeds, probe limits
-    bad_layout,    ///< sections not contiguous, in order, 8-aligned, zero-padded
-    bad_string,    ///< a string reference out of place or out of bounds
-    bad_name,      ///< a DNS name or CN that is not well formed
+    bad_header, ///< flags, reserved, seeds, probe limits
+    bad_layout, ///< sections not contiguous, in order, 8-aligned, zero-padded
+    bad_string, ///< a string reference out of place or out of bounds
+    bad_name,   ///< a DNS name or CN that is not well formed
     bad_zone,
     bad_rrset,
     bad_record,
@@ -34,7 +34,7 @@ enum class open_error : uint8_t {
     bad_backend,
     bad_acl,
     bad_endpoint,
-    bad_index,     ///< a hash index slot inconsistent with what it indexes
+    bad_index, ///< a hash index slot inconsistent with what it indexes
 };
 
 /// The enumerator's name, e.g. "bad_checksum". Any thread.
@@ -174,10 +174,10 @@ private:
 };
 
 struct open_result {
-    table view;                          ///< valid when ok()
+    table view; ///< valid when ok()
     open_error error = open_error::none;
-    const char* reason = "";             ///< static text: what is wrong
-    uint64_t offset = 0;                 ///< byte offset in the blob of the field at fault
+    const char* reason = ""; ///< static text: what is wrong
+    uint64_t offset = 0;     ///< byte offset in the blob of the field at fault
     bool ok() const noexcept { return error == open_error::none; }
 };
 

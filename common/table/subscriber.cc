@@ -21,7 +21,9 @@ namespace zt::table {
 
 namespace {
 
-std::string errno_text(const char* what) { return fmt::format("{}: {}", what, std::strerror(errno)); }
+std::string errno_text(const char* what) {
+    return fmt::format("{}: {}", what, std::strerror(errno));
+}
 
 std::string open_text(const open_result& r) {
     return fmt::format("{} at byte {}: {}", to_string(r.error), r.offset, r.reason);
@@ -49,9 +51,12 @@ subscriber::~subscriber() {
 
 short subscriber::events() const noexcept {
     switch (_state) {
-    case state::connecting: return POLLOUT;
-    case state::connected: return short(POLLIN | (_ack_pending ? POLLOUT : 0));
-    case state::idle: break;
+    case state::connecting:
+        return POLLOUT;
+    case state::connected:
+        return short(POLLIN | (_ack_pending ? POLLOUT : 0));
+    case state::idle:
+        break;
     }
     return 0;
 }
@@ -225,7 +230,8 @@ void subscriber::receive() {
         bool well_formed = size_t(n) == sizeof m && !(msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC));
         if (well_formed) {
             std::memcpy(&m, buf, sizeof m);
-            well_formed = m.magic == channel::magic && m.version == channel::version && m.type == channel::msg_type::table;
+            well_formed =
+                m.magic == channel::magic && m.version == channel::version && m.type == channel::msg_type::table;
         }
         std::string err;
         if (!well_formed) {
@@ -294,8 +300,9 @@ std::string subscriber::install(blob&& b, const table& view) {
     }
     if (_generation != 0 && view.generation() == _generation) {
         // Same table again (control restarted, or the file we started from).
-        return view.checksum() == _checksum ? std::string()
-                                            : fmt::format("generation {} already adopted with other content", _generation);
+        return view.checksum() == _checksum
+                   ? std::string()
+                   : fmt::format("generation {} already adopted with other content", _generation);
     }
     _generation = view.generation();
     _checksum = view.checksum();

@@ -14,11 +14,11 @@
 namespace zt::table {
 
 struct subscriber_options {
-    std::string socket_path;             ///< control's table socket
-    uint32_t connect_timeout_ms = 1000;  ///< a connect still pending after this is abandoned
-    uint32_t backoff_initial_ms = 100;   ///< first reconnect delay; doubles per failure
+    std::string socket_path;            ///< control's table socket
+    uint32_t connect_timeout_ms = 1000; ///< a connect still pending after this is abandoned
+    uint32_t backoff_initial_ms = 100;  ///< first reconnect delay; doubles per failure
     uint32_t backoff_max_ms = 5000;
-    uint32_t collect_interval_ms = 50;   ///< how often to retry releasing tables shards still use
+    uint32_t collect_interval_ms = 50; ///< how often to retry releasing tables shards still use
 };
 
 /// Not thread-safe: one instance, used only by the data plane's control

@@ -230,9 +230,9 @@ private:
                 return fail(config::routes_file, rp + ".backends", "needs at least one backend");
             }
             if (r.connect_timeout_ms == 0 || r.connect_timeout_ms > f::max_connect_timeout_ms) {
-                return fail(config::routes_file, rp + ".connect_timeout_ms",
-                            fmt::format("{} is not a timeout of 1..{} ms", r.connect_timeout_ms,
-                                        f::max_connect_timeout_ms));
+                return fail(
+                    config::routes_file, rp + ".connect_timeout_ms",
+                    fmt::format("{} is not a timeout of 1..{} ms", r.connect_timeout_ms, f::max_connect_timeout_ms));
             }
             f::service s{};
             s.cn = _strings.add(r.service_cn);
@@ -307,9 +307,9 @@ private:
             for (size_t i = 0; i < z.allowed_endpoints.size(); ++i) {
                 auto it = _endpoint_ids.find(z.allowed_endpoints[i]);
                 if (it == _endpoint_ids.end()) {
-                    return fail(config::zones_file, fmt::format("{}.allowed_endpoints[{}]", zone_path(zc), i),
-                                fmt::format("\"{}\" is not a registered endpoint (endpoints.json)",
-                                            z.allowed_endpoints[i]));
+                    return fail(
+                        config::zones_file, fmt::format("{}.allowed_endpoints[{}]", zone_path(zc), i),
+                        fmt::format("\"{}\" is not a registered endpoint (endpoints.json)", z.allowed_endpoints[i]));
                 }
                 if (!_endpoints[it->second].revoked) {
                     _acl_ids.push_back(it->second);
@@ -341,9 +341,8 @@ private:
                         _entries[apex_entry].rrset = ri;
                     } else {
                         std::string suffix = "." + std::string(_strings.view(out.name));
-                        auto owner = rs.label.empty() || rs.label.back() == '.'
-                                         ? std::nullopt
-                                         : _strings.add_name(rs.label, suffix);
+                        auto owner = rs.label.empty() || rs.label.back() == '.' ? std::nullopt
+                                                                                : _strings.add_name(rs.label, suffix);
                         if (!owner) {
                             return fail(config::zones_file, record_path(zc, rc),
                                         "not \"@\" or a relative name that makes a valid DNS name under the zone");
@@ -372,8 +371,8 @@ private:
     /// One name of the name index: a zone apex or the owner of a record set.
     struct entry {
         uint32_t zone;
-        uint32_t rrset;     ///< none: the apex of a zone without "@" records
-        uint32_t src_zone;  ///< config indices, for error messages
+        uint32_t rrset;    ///< none: the apex of a zone without "@" records
+        uint32_t src_zone; ///< config indices, for error messages
         uint32_t src_rrset;
         bool apex;
     };
@@ -394,8 +393,7 @@ private:
                         fmt::format("\"{}\" is the apex of zone {}: put these records there as \"@\"", name, name));
         }
         return fail(config::zones_file, record_path(later.src_zone, later.src_rrset),
-                    fmt::format("\"{}\" is already an owner in zone {}", name,
-                                _strings.view(_zones[first.zone].name)));
+                    fmt::format("\"{}\" is already an owner in zone {}", name, _strings.view(_zones[first.zone].name)));
     }
 
     /// The entry named `name` in the built index, or none.
@@ -479,8 +477,8 @@ private:
         }
 
         const uint64_t counts[f::section_count] = {
-            _strings.bytes.size(), name_slots.size(), _zones.size(),    _rrsets.size(), _records.size(),
-            _services.size(),      _backends.size(), acl.size(),        _endpoints.size(), ep_slots.size(),
+            _strings.bytes.size(), name_slots.size(), _zones.size(), _rrsets.size(),    _records.size(),
+            _services.size(),      _backends.size(),  acl.size(),    _endpoints.size(), ep_slots.size(),
         };
         f::header h{};
         std::memcpy(h.magic, f::magic, sizeof h.magic);

@@ -130,7 +130,7 @@ std::vector<pollfd> publisher::poll_fds() const {
         out.push_back({_listen_fd, POLLIN, 0});
     }
     for (const auto& c : _conns) {
-        out.push_back({c.fd, short(POLLIN | (c.want_send ? POLLOUT : 0)), 0});
+        out.push_back({c.fd, short(POLLIN | (c.want_send && !c.in_flight ? POLLOUT : 0)), 0});
     }
     return out;
 }
@@ -149,9 +149,9 @@ void publisher::on_poll(const pollfd& p) {
             continue;
         }
         if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            read_acks(c);
+            read_acks(c); // an ack may let the newest table go out
         }
-        if (c.fd >= 0 && (p.revents & POLLOUT) && c.want_send) {
+        if (c.fd >= 0 && c.want_send) {
             send_current(c);
         }
         if (c.fd < 0) {
@@ -216,7 +216,7 @@ void publisher::accept_all() {
 }
 
 void publisher::send_current(conn& c) {
-    if (!c.want_send || _memfd < 0 || c.fd < 0) {
+    if (!c.want_send || c.in_flight || _memfd < 0 || c.fd < 0) {
         return;
     }
     ch::table_msg m;
@@ -237,6 +237,7 @@ void publisher::send_current(conn& c) {
     ssize_t n = ::sendmsg(c.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n == ssize_t(sizeof m)) {
         c.want_send = false;
+        c.in_flight = true;
         c.info.sent = _generation;
         return;
     }
@@ -264,14 +265,16 @@ void publisher::read_acks(conn& c) {
             c.fd = -1;
             return;
         }
-        if (size_t(n) != sizeof a || a.magic != ch::magic || a.version != ch::version ||
-            a.type != ch::msg_type::ack) {
+        if (size_t(n) != sizeof a || a.magic != ch::magic || a.version != ch::version || a.type != ch::msg_type::ack) {
             log::warn("Control: table socket: malformed message from pid {}, disconnecting", c.info.pid);
             ::close(c.fd);
             c.fd = -1;
             return;
         }
         a.reason[sizeof a.reason - 1] = '\0';
+        if (a.generation == c.info.sent) {
+            c.in_flight = false;
+        }
         if (a.status == ch::ack_status::adopted) {
             c.info.adopted = std::max(c.info.adopted, a.generation);
         } else {
@@ -292,8 +295,7 @@ void publisher::drop(size_t i, const char* why) {
 }
 
 std::string save_table_file(const std::string& path, std::span<const std::byte> blob) {
-    return fs::write_atomic(path, std::span<const char>(reinterpret_cast<const char*>(blob.data()), blob.size()),
-                            0644);
+    return fs::write_atomic(path, std::span<const char>(reinterpret_cast<const char*>(blob.data()), blob.size()), 0644);
 }
 
 } // namespace zt::control

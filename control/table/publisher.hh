@@ -17,13 +17,13 @@ namespace zt::control {
 
 /// One connected data plane, for `ztdns status`.
 struct table_subscriber {
-    uint64_t id = 0;             ///< connection number, from 1
-    pid_t pid = 0;               ///< SO_PEERCRED
+    uint64_t id = 0; ///< connection number, from 1
+    pid_t pid = 0;   ///< SO_PEERCRED
     uid_t uid = 0;
-    uint64_t sent = 0;           ///< generation last sent
-    uint64_t adopted = 0;        ///< generation last acknowledged as adopted (0: none)
-    uint64_t rejected = 0;       ///< generation last rejected (0: none)
-    std::string error;           ///< the reason of the last rejection
+    uint64_t sent = 0;     ///< generation last sent
+    uint64_t adopted = 0;  ///< generation last acknowledged as adopted (0: none)
+    uint64_t rejected = 0; ///< generation last rejected (0: none)
+    std::string error;     ///< the reason of the last rejection
 };
 
 /// Not thread-safe: one control thread owns it.
@@ -41,7 +41,10 @@ public:
     /// Checks `blob` with table::open() (a table that does not validate is
     /// never sent), copies it into a new memfd, seals it (write, grow, shrink,
     /// seal) and sends it to every subscriber; it stays current for those that
-    /// connect later. Returns "" or the problem (the previous table stays current).
+    /// connect later. At most one table is in flight per subscriber: one that
+    /// has not acknowledged the previous table gets the newest when it does
+    /// (rapid reloads coalesce). Returns "" or the problem (the previous table
+    /// stays current).
     std::string publish(std::span<const std::byte> blob);
 
     /// What to poll: the listener and every subscriber.
@@ -61,7 +64,8 @@ private:
     struct conn {
         int fd = -1;
         table_subscriber info;
-        bool want_send = false; ///< the current table is not sent yet (socket was full)
+        bool want_send = false; ///< the current table is not sent yet
+        bool in_flight = false; ///< a table was sent and is not acknowledged yet
     };
 
     void accept_all();

@@ -33,6 +33,7 @@ check "the denial is logged" wait_for 3 grep -q "DNS: $BOB denied db.internal.co
 # ---- public names through the upstream -------------------------------------------
 check_output "public name answered by the local upstream" '198\.18\.0\.10' dot "$ALICE" www.public.test A
 check_output "a second time from the cache" '198\.18\.0\.10' dot "$ALICE" www.public.test A
+check_output "an answer too large for UDP is fetched again over TCP" 'ffffffffff"$' dot "$ALICE" +bufsize=512 big.public.test TXT
 
 # ---- pipelining and malformed input -----------------------------------------------------
 check_output "1,000 pipelined private queries on one connection, matched by ID" "answered 1000 of 1000" \

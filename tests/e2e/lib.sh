@@ -79,6 +79,7 @@ server:
     local-zone: "public.test." static
     local-data: "www.public.test. 300 IN A 198.18.0.10"
     local-data: "other.public.test. 300 IN A 198.18.0.11"
+    local-data: 'big.public.test. 300 IN TXT "$(printf 'a%.0s' $(seq 250))" "$(printf 'b%.0s' $(seq 250))" "$(printf 'c%.0s' $(seq 250))" "$(printf 'd%.0s' $(seq 250))" "$(printf 'e%.0s' $(seq 250))" "$(printf 'f%.0s' $(seq 250))"'
     local-zone: "corp." static
     local-zone: "." refuse
 CONF
@@ -119,4 +120,22 @@ dot() {
     local b=$D/bundles/$1; shift
     dig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$b/ca.crt" +tls-hostname=edge1.test \
         +tls-certfile="$b/cert.pem" +tls-keyfile="$b/key.pem" +time=3 +tries=1 "$@"
+}
+
+# start_dataplane also reports the proxy port when there is one.
+proxy_port() { grep -o 'listening on 127.0.0.1:[0-9]* (TLS proxy' "$T/dataplane.log" | head -1 | cut -d: -f2 | cut -d' ' -f1; }
+
+# add_service NAME PORT DOMAIN: a service on 127.0.0.1:PORT; prints its CN.
+add_service() {
+    "$ZTDNS" --data-dir "$D" service add --name "$1" --host 127.0.0.1 --port "$2" --domain "$3" > /dev/null || return 1
+    jq -r --arg d "$3" 'to_entries[] | select(.value.domains | index($d)) | .key' "$D/routes.json"
+}
+
+# tls_wrap LOCAL_PORT CN NAME: a local plain TCP listener whose connections go
+# through the proxy in mTLS with SNI = NAME (what ztdns-endpoint will do).
+tls_wrap() {
+    local b=$D/bundles/$2
+    start "wrap-$1" socat "TCP-LISTEN:$1,bind=127.0.0.1,reuseaddr,fork" \
+        "EXEC:openssl s_client -quiet -nocommands -no_ign_eof -verify_return_error -servername $3 -cert $b/cert.pem -key $b/key.pem -CAfile $b/ca.crt -host 127.0.0.1 -port $PROXY_PORT"
+    wait_for 5 bash -c "ss -ltn | grep -q ':$1 '"
 }

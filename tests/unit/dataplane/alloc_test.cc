@@ -92,7 +92,7 @@ TEST_CASE("thousands of private-zone queries: zero allocations on the shard") {
     o.buffer_chunks = 64;
     o.cache_entries = 64;
     dataplane::shard_shared shared;
-    shared.server_tls = &server_tls;
+    shared.server_tls.store(&server_tls);
     dataplane::shard s(0, o, shared, holder.add_reader());
     std::atomic<int> state{0};
     std::thread t([&] {

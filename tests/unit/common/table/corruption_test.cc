@@ -121,8 +121,8 @@ TEST_CASE("every structural single-byte corruption is refused, checksum recomput
             }
         }
     }
-    MESSAGE(structural, " structural mutations refused; free mutations: ", free_accepted, " accepted, ",
-            free_refused, " refused");
+    MESSAGE(structural, " structural mutations refused; free mutations: ", free_accepted, " accepted, ", free_refused,
+            " refused");
     CHECK(free_accepted > 0);
 }
 

@@ -126,8 +126,8 @@ TEST_CASE("reader threads swapping tables while reading never see a released one
                 for (int k = 0; k < 20; ++k) {
                     auto m = t.find("gen" + std::to_string(g) + ".corp");
                     auto recs = t.records(m.rrset);
-                    ok &= m.found() && recs.size() == 1 && recs[0].addr[2] == g / 256 % 256 &&
-                          recs[0].addr[3] == g % 256;
+                    ok &=
+                        m.found() && recs.size() == 1 && recs[0].addr[2] == g / 256 % 256 && recs[0].addr[3] == g % 256;
                     ok &= !t.find("gen" + std::to_string(g + 1) + ".corp").found();
                     ++local;
                 }

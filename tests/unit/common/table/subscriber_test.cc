@@ -131,7 +131,8 @@ TEST_CASE("subscriber adopts sealed memfds and refuses everything else") {
     SUBCASE("a plain file is refused") {
         std::string file = tx.dir + "/plain";
         {
-            std::ofstream(file, std::ios::binary).write(reinterpret_cast<const char*>(t5.data()), std::streamsize(t5.size()));
+            std::ofstream(file, std::ios::binary)
+                .write(reinterpret_cast<const char*>(t5.data()), std::streamsize(t5.size()));
         }
         int fd = open(file.c_str(), O_RDONLY | O_CLOEXEC);
         tx.send_fd(fd, 5, t5.size());

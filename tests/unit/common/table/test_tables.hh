@@ -14,11 +14,11 @@
 namespace zt::table::test {
 
 /// Endpoint CNs of sample_config().
-inline constexpr const char* cn_laptop = "c00000000001";  // client, in internal.corp and db.internal.corp
-inline constexpr const char* cn_phone = "c00000000002";   // client, revoked, listed for db.internal.corp
-inline constexpr const char* cn_admin = "c00000000003";   // client, in internal.corp and api.internal.corp
-inline constexpr const char* cn_db = "s1234abcd5678";     // service (PostgreSQL), in db.internal.corp
-inline constexpr const char* cn_api = "s5678efgh9012";    // service (API, 3 backends)
+inline constexpr const char* cn_laptop = "c00000000001"; // client, in internal.corp and db.internal.corp
+inline constexpr const char* cn_phone = "c00000000002";  // client, revoked, listed for db.internal.corp
+inline constexpr const char* cn_admin = "c00000000003";  // client, in internal.corp and api.internal.corp
+inline constexpr const char* cn_db = "s1234abcd5678";    // service (PostgreSQL), in db.internal.corp
+inline constexpr const char* cn_api = "s5678efgh9012";   // service (API, 3 backends)
 
 config::record a(const char* text);
 config::record aaaa(const char* text);

@@ -69,7 +69,7 @@ TEST_CASE("publish, replace, late subscriber, status") {
         CHECK(reader.current().find("db.corp").found());
         CHECK(reader.current().find("x.io").found());
         CHECK_FALSE(reader.current().find("internal.corp").rrset != table::none); // now just a name under "corp"
-        CHECK(pump(p, {&s1}, [&] { return h1.retained() == 1; })); // the first mapping is gone
+        CHECK(pump(p, {&s1}, [&] { return h1.retained() == 1; }));                // the first mapping is gone
 
         // A data plane that connects now gets generation 2 at once.
         table::holder h2(1);
@@ -118,6 +118,26 @@ TEST_CASE("publish, replace, late subscriber, status") {
     rmdir(dir.c_str());
 }
 
+TEST_CASE("rapid reloads coalesce: one table in flight per subscriber") {
+    auto dir = temp_dir("zt-pub-test");
+    std::string path = dir + "/table.sock";
+    {
+        control::publisher p;
+        REQUIRE(p.listen(path).empty());
+        table::holder h(1);
+        table::subscriber s(h, {path});
+        CHECK(pump(p, {&s}, [&] { return p.subscribers().size() == 1; }));
+        for (uint64_t g = 1; g <= 5; ++g) {
+            REQUIRE(p.publish(compile_ok(small_config(), g)).empty());
+        }
+        CHECK(p.subscribers()[0].sent == 1); // 2..4 never leave control
+        CHECK(pump(p, {&s}, [&] { return p.subscribers()[0].adopted == 5; }));
+        CHECK(s.adopted() == 2); // generations 1 and 5
+        CHECK(h.latest().generation() == 5);
+    }
+    rmdir(dir.c_str());
+}
+
 TEST_CASE("a subscriber finds a restarted publisher") {
     auto dir = temp_dir("zt-pub-test");
     std::string path = dir + "/table.sock";
@@ -138,8 +158,9 @@ TEST_CASE("a subscriber finds a restarted publisher") {
     control::publisher p2;
     REQUIRE(p2.listen(path).empty());
     REQUIRE(p2.publish(compile_ok(sample_config(), 5)).empty());
-    CHECK(pump(p2, {&s}, [&] { return h.latest().generation() == 5 && p2.subscribers().size() == 1 &&
-                                      p2.subscribers()[0].adopted == 5; }));
+    CHECK(pump(p2, {&s}, [&] {
+        return h.latest().generation() == 5 && p2.subscribers().size() == 1 && p2.subscribers()[0].adopted == 5;
+    }));
     rmdir(dir.c_str());
 }
 

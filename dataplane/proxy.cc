@@ -1,0 +1,462 @@
+// The TLS proxy/router: after the mTLS handshake and the CN check, the
+// destination name comes from the TLS SNI, else from the first plaintext bytes
+// (HTTP/1.x Host, or the SNI of an inner ClientHello); name -> zone -> CN
+// allowed -> service -> backend (weighted, skipping recently failed ones);
+// connect with a timeout; then bytes both ways with bounded buffers and
+// backpressure (never read faster than the other side drains), half-closes
+// propagated as close_notify/FIN. User-space TLS over io_uring.
+#include "common/proto/client_hello.hh"
+#include "common/proto/http_host.hh"
+#include "dataplane/shard.hh"
+
+#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace zt::dataplane {
+namespace {
+
+enum class sniffed : uint8_t { need_more, found, none };
+
+sniffed copy_name(std::string_view n, char (&name)[254], uint8_t& len) noexcept {
+    if (n.empty() || n.size() > 253) {
+        return sniffed::none;
+    }
+    std::memcpy(name, n.data(), n.size());
+    len = static_cast<uint8_t>(n.size());
+    return sniffed::found;
+}
+
+/// The SNI of the outer ClientHello, before wolfSSL sees it.
+sniffed outer_sni(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len) noexcept {
+    char buf[proto::name_buffer_size];
+    auto r = proto::sniff_client_hello(bytes, std::span<char, proto::name_buffer_size>(buf, sizeof buf));
+    switch (r.status) {
+    case proto::tls_status::need_more:
+        return sniffed::need_more;
+    case proto::tls_status::found:
+        // A literal address in SNI names no zone; leave routing to the plaintext.
+        return r.sni.kind == proto::host_kind::dns_name ? copy_name(r.sni.text, name, len) : sniffed::none;
+    default:
+        return sniffed::none;
+    }
+}
+
+/// A name in the first plaintext bytes: an HTTP/1.x Host, or an inner ClientHello's SNI.
+sniffed plaintext_name(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len) noexcept {
+    char buf[proto::name_buffer_size];
+    auto hello = proto::sniff_client_hello(bytes, std::span<char, proto::name_buffer_size>(buf, sizeof buf));
+    if (hello.status == proto::tls_status::found && hello.sni.kind == proto::host_kind::dns_name) {
+        return copy_name(hello.sni.text, name, len);
+    }
+    auto http = proto::sniff_http_host(bytes, std::span<char, proto::name_buffer_size>(buf, sizeof buf));
+    if (http.status == proto::http_status::found && http.host.kind == proto::host_kind::dns_name) {
+        return copy_name(http.host.text, name, len);
+    }
+    if (hello.status == proto::tls_status::need_more || http.status == proto::http_status::need_more) {
+        return sniffed::need_more;
+    }
+    return sniffed::none;
+}
+
+uint64_t address_key(const sockaddr_in6& a) noexcept {
+    uint64_t h = 0xcbf29ce484222325ull;
+    auto* p = reinterpret_cast<const uint8_t*>(&a);
+    for (size_t i = 0; i < sizeof a; ++i) {
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    }
+    return h | 1; // 0 marks an empty entry
+}
+
+std::string_view format_backend(const sockaddr_in6& a, char (&buf)[64]) noexcept {
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (a.sin6_family == AF_INET) {
+        auto* s4 = reinterpret_cast<const sockaddr_in*>(&a);
+        inet_ntop(AF_INET, &s4->sin_addr, host, sizeof host);
+        port = ntohs(s4->sin_port);
+        auto r = fmt::format_to_n(buf, sizeof buf, "{}:{}", host, port);
+        return {buf, std::min(r.size, sizeof buf)};
+    }
+    inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof host);
+    port = ntohs(a.sin6_port);
+    auto r = fmt::format_to_n(buf, sizeof buf, "[{}]:{}", host, port);
+    return {buf, std::min(r.size, sizeof buf)};
+}
+
+} // namespace
+
+bool shard::proxy_sniff_outer(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    sniffed r = outer_sni({cin_of(c), c.cin_len}, c.name, c.name_len);
+    if (r == sniffed::need_more && cin_capacity - c.cin_len >= recv_buffer_size) {
+        return false;
+    }
+    // Found, absent, or not a ClientHello at all (wolfSSL will refuse that).
+    c.sni_done = true;
+    if (r != sniffed::found) {
+        c.name_len = 0;
+    }
+    return true;
+}
+
+void shard::proxy_start(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    c.tunnel = tunnel_state::sniffing;
+    c.deadline_ms = _now_ms + _o.sniff_timeout_ms;
+    // SNI first, unless it names the proxy itself.
+    if (c.name_len > 0 && c.name_view() != _o.server_name) {
+        proxy_route(i);
+        return;
+    }
+    c.name_len = 0;
+    proxy_from_client(i);
+}
+
+void shard::proxy_from_client(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (!ensure_chunk(c)) {
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    c.tls.feed({cin_of(c), c.cin_len});
+    bool got = false;
+    while (c.c2b_len < c2b_capacity && !c.client_eof) {
+        size_t n = 0;
+        tls::status st = c.tls.read({c2b_of(c) + c.c2b_len, c2b_capacity - c.c2b_len}, n);
+        if (st == tls::status::done) {
+            c.c2b_len += uint32_t(n);
+            got = true;
+            continue;
+        }
+        if (st == tls::status::closed) {
+            c.client_eof = true; // close_notify: the client is done sending
+            break;
+        }
+        if (st == tls::status::want_read) {
+            break;
+        }
+        close_conn(i, c.tls.error_string());
+        return;
+    }
+    uint32_t left = static_cast<uint32_t>(c.tls.input_left());
+    std::memmove(cin_of(c), cin_of(c) + (c.cin_len - left), left);
+    c.cin_len = left;
+    if (c.peer_eof && !c.client_eof && c.cin_len == 0 && c.tls.pending() == 0 && c.c2b_len < c2b_capacity) {
+        c.client_eof = true; // the client's FIN, and everything before it has been read
+    }
+    if (c.tunnel == tunnel_state::sniffing) {
+        sniffed r = plaintext_name({c2b_of(c), c.c2b_len}, c.name, c.name_len);
+        if (r == sniffed::found) {
+            proxy_route(i);
+        } else if (r == sniffed::none || c.c2b_len == c2b_capacity || c.client_eof) {
+            proxy_refuse(i, "no destination name (no SNI, no HTTP Host, no inner SNI)");
+            ++_c.proxy_refused_no_name;
+        }
+        return;
+    }
+    if (got) {
+        c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    }
+    if (c.tunnel == tunnel_state::forwarding) {
+        proxy_send_backend(i);
+    }
+}
+
+void shard::proxy_refuse(uint32_t i, std::string_view why) noexcept {
+    conn& c = _conns[i];
+    _log.info("Proxy: refused {} for {}: {}", c.cn_view(), c.name_len ? c.name_view() : std::string_view("(none)"),
+              why);
+    close_conn(i, nullptr);
+}
+
+void shard::proxy_route(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    const table::table& t = _reader.current();
+    table::name_match m = t.find(c.name_view());
+    if (!m.found()) {
+        ++_c.proxy_refused_unknown_name;
+        proxy_refuse(i, "not a private name");
+        return;
+    }
+    if (c.endpoint == table::none || !t.allows(m.zone, c.endpoint)) {
+        ++_c.proxy_refused_not_allowed;
+        proxy_refuse(i, "not allowed");
+        return;
+    }
+    uint32_t svc = t.zone_service(m.zone);
+    auto sv = t.service(svc);
+    if (svc == table::none || sv.backends.empty()) {
+        ++_c.proxy_refused_no_route;
+        proxy_refuse(i, "the zone has no service");
+        return;
+    }
+    c.service = svc;
+    c.service_cn_len = static_cast<uint8_t>(std::min(sv.cn.size(), sizeof c.service_cn));
+    std::memcpy(c.service_cn, sv.cn.data(), c.service_cn_len);
+    c.tunnel = tunnel_state::connecting;
+    proxy_connect(i);
+}
+
+bool shard::backend_down(const sockaddr_in6& a) const noexcept {
+    uint64_t k = address_key(a);
+    const down_entry& e = _down[k % down_capacity];
+    return e.key == k && e.until_ms > _now_ms;
+}
+
+void shard::mark_backend_down(const sockaddr_in6& a) noexcept {
+    uint64_t k = address_key(a);
+    _down[k % down_capacity] = {k, _now_ms + 5000};
+}
+
+void shard::proxy_connect(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    const table::table& t = _reader.current();
+    auto sv = t.service(c.service);
+    uint32_t tries_allowed = std::min<uint32_t>(3, static_cast<uint32_t>(sv.backends.size()));
+    if (sv.backends.empty() || c.attempts >= tries_allowed) {
+        ++_c.backend_unreachable;
+        proxy_refuse(i, "service unreachable");
+        return;
+    }
+    ++c.attempts;
+    // Weighted choice; a backend that failed in the last seconds is passed
+    // over while another one may be up (passive health).
+    const table::format::backend* b = nullptr;
+    for (uint32_t pick = 0; pick < 2 * sv.backends.size() + 1; ++pick) {
+        _rand ^= _rand << 13;
+        _rand ^= _rand >> 17;
+        _rand ^= _rand << 5;
+        const auto* cand = t.pick_backend(c.service, _rand);
+        if (!cand) {
+            break;
+        }
+        b = cand;
+        auto a = net::make_address(cand->addr, cand->family == table::format::family_ipv4 ? AF_INET : AF_INET6,
+                                   cand->port);
+        std::memcpy(&c.backend_addr, &a.storage, sizeof c.backend_addr);
+        if (!backend_down(c.backend_addr)) {
+            break;
+        }
+    }
+    if (!b) {
+        ++_c.proxy_refused_no_route;
+        proxy_refuse(i, "no backend with weight");
+        return;
+    }
+    char text[64];
+    if (c.attempts == 1) {
+        _log.info("Proxy: {} → {} ({}) for {}", c.cn_view(), std::string_view(c.service_cn, c.service_cn_len),
+                  format_backend(c.backend_addr, text), c.name_view());
+    }
+    int family = b->family == table::format::family_ipv4 ? AF_INET : AF_INET6;
+    c.backend_fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.backend_fd < 0) {
+        close_conn(i, "cannot create a socket for the service");
+        return;
+    }
+    net::set_nodelay(c.backend_fd);
+    uint32_t ms = sv.connect_timeout_ms ? sv.connect_timeout_ms : 3000;
+    c.connect_timeout = {ms / 1000, static_cast<long long>(ms % 1000) * 1'000'000};
+    socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    _ring->connect_with_timeout(c.backend_fd, reinterpret_cast<const sockaddr*>(&c.backend_addr), len,
+                                tag_of(net::op::connect, i), &c.connect_timeout);
+    c.connect_inflight = true;
+}
+
+void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
+    conn& c = _conns[i];
+    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+        return;
+    }
+    c.connect_inflight = false;
+    if (c.state == conn_state::closing) {
+        maybe_free(i);
+        return;
+    }
+    char text[64];
+    if (cq.res < 0) {
+        ++_c.backend_connect_failures;
+        mark_backend_down(c.backend_addr);
+        _log.warn("Proxy: cannot connect to service {} for {}: {}", format_backend(c.backend_addr, text),
+                  c.cn_view(), cq.res == -ECANCELED ? "timed out" : std::strerror(-cq.res));
+        ::close(c.backend_fd);
+        c.backend_fd = -1;
+        proxy_connect(i); // the next backend, or the refusal
+        return;
+    }
+    _log.info("Proxy: Connected to service {}", format_backend(c.backend_addr, text));
+    c.tunnel = tunnel_state::forwarding;
+    c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    ++_c.tunnels_opened;
+    ++_c.tunnels_user_tls;
+    // What was read while routing, and what arrived with the handshake's last
+    // flight but is still undecrypted (a client may send its request at once).
+    proxy_from_client(i);
+    if (c.state != conn_state::open) {
+        return;
+    }
+    proxy_send_backend(i);
+    proxy_arm_backend_recv(i);
+    arm_recv(i);
+}
+
+void shard::proxy_send_backend(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.bsend_inflight || c.tunnel != tunnel_state::forwarding || c.state != conn_state::open) {
+        return;
+    }
+    if (c.c2b_sent < c.c2b_len) {
+        _ring->send(c.backend_fd, c2b_of(c) + c.c2b_sent, c.c2b_len - c.c2b_sent, tag_of(net::op::backend_send, i));
+        c.bsend_inflight = true;
+        return;
+    }
+    c.c2b_len = c.c2b_sent = 0;
+    if (c.client_eof && !c.backend_shut) {
+        // The client finished sending: the service sees EOF, and may still answer.
+        ::shutdown(c.backend_fd, SHUT_WR);
+        c.backend_shut = true;
+        proxy_flush(i);
+    }
+}
+
+void shard::on_backend_send(uint32_t i, const net::completion& cq) noexcept {
+    conn& c = _conns[i];
+    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+        return;
+    }
+    c.bsend_inflight = false;
+    if (c.state == conn_state::closing) {
+        maybe_free(i);
+        return;
+    }
+    if (cq.res < 0) {
+        close_conn(i, std::strerror(-cq.res));
+        return;
+    }
+    c.c2b_sent += uint32_t(cq.res);
+    c.bytes_up += uint32_t(cq.res);
+    if (c.c2b_sent < c.c2b_len) {
+        proxy_send_backend(i);
+        return;
+    }
+    c.c2b_len = c.c2b_sent = 0;
+    // Room again: take more from what TLS holds, then from the socket.
+    proxy_from_client(i);
+    if (c.state == conn_state::open) {
+        proxy_send_backend(i);
+        arm_recv(i);
+        proxy_flush(i);
+    }
+}
+
+void shard::proxy_arm_backend_recv(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    // One service read at a time, and only into an empty out buffer: the
+    // client must take what we send before we read more (backpressure).
+    if (c.brecv_armed || c.backend_eof || c.b2c_pending || c.state != conn_state::open ||
+        c.tunnel != tunnel_state::forwarding || c.send_inflight || (c.chunk != chunk_pool::none && c.out.length)) {
+        return;
+    }
+    _ring->recv_provided(c.backend_fd, group_tcp, tag_of(net::op::backend_recv, i));
+    c.brecv_armed = true;
+}
+
+void shard::on_backend_recv(uint32_t i, const net::completion& cq) noexcept {
+    conn& c = _conns[i];
+    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        return;
+    }
+    c.brecv_armed = false;
+    if (c.state == conn_state::closing) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        maybe_free(i);
+        return;
+    }
+    if (cq.res == -ENOBUFS) {
+        return; // the tick re-arms
+    }
+    if (cq.res <= 0) {
+        if (cq.has_buffer()) {
+            _ring->recycle(group_tcp, cq.buffer_id());
+        }
+        if (cq.res < 0) {
+            close_conn(i, std::strerror(-cq.res));
+            return;
+        }
+        c.backend_eof = true;
+        proxy_flush(i);
+        return;
+    }
+    if (!ensure_chunk(c)) {
+        _ring->recycle(group_tcp, cq.buffer_id());
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    size_t n = 0;
+    tls::status st = c.tls.write({_ring->buffer(group_tcp, cq.buffer_id()), size_t(cq.res)}, n);
+    _ring->recycle(group_tcp, cq.buffer_id());
+    if (st != tls::status::done || n != size_t(cq.res)) {
+        close_conn(i, st == tls::status::done ? "short TLS write" : c.tls.error_string());
+        return;
+    }
+    c.bytes_down += n;
+    c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    proxy_flush(i);
+}
+
+void shard::proxy_flush(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.state != conn_state::open) {
+        return;
+    }
+    if (c.send_inflight) {
+        return;
+    }
+    if (c.chunk != chunk_pool::none && c.out_sent < c.out.length) {
+        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
+        c.send_inflight = true;
+        return;
+    }
+    if (c.chunk != chunk_pool::none) {
+        c.out.length = c.out_sent = 0;
+    }
+    if (c.backend_eof && !c.client_shut && c.tunnel == tunnel_state::forwarding) {
+        // The service is done: close_notify, then FIN, to the client.
+        if (!ensure_chunk(c)) {
+            close_conn(i, "out of connection buffers");
+            return;
+        }
+        c.tls.shutdown();
+        c.client_shut = true;
+        if (c.out.length) {
+            _ring->send(c.fd, c.out.data, c.out.length, tag_of(net::op::send, i));
+            c.send_inflight = true;
+            return;
+        }
+    }
+    if (c.client_shut && c.out.length == 0) {
+        ::shutdown(c.fd, SHUT_WR);
+    }
+    if (c.client_eof && c.backend_eof && c.c2b_len == 0 && !c.bsend_inflight) {
+        close_conn(i, nullptr);
+        return;
+    }
+    proxy_arm_backend_recv(i);
+    maybe_release_chunk(c);
+}
+
+bool shard::proxy_still_allowed(const conn& c, const table::table& t) const noexcept {
+    table::name_match m = t.find(c.name_view());
+    return m.found() && c.endpoint != table::none && t.allows(m.zone, c.endpoint);
+}
+
+} // namespace zt::dataplane
