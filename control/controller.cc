@@ -401,9 +401,9 @@ reply controller::run(const std::vector<std::string>& args) {
 }
 
 reply controller::service_add(const std::vector<std::string>& args) {
-    constexpr std::string_view u =
-        "service add --name NAME --host HOST --port PORT --domain DOMAIN [--domain ...] [--key rsa4096] [--days N]";
-    flags f(args, 2, {"name", "host", "port", "domain", "key", "days"}, {});
+    constexpr std::string_view u = "service add --name NAME --host HOST --port PORT --domain DOMAIN [--domain ...] "
+                                   "[--service-endpoint] [--key rsa4096] [--days N]";
+    flags f(args, 2, {"name", "host", "port", "domain", "key", "days"}, {"service-endpoint"});
     if (!f.error.empty() || !f.positional.empty()) {
         return usage(u);
     }
@@ -468,6 +468,8 @@ reply controller::service_add(const std::vector<std::string>& args) {
     r.name = *name;
     r.backends.push_back({*host, static_cast<uint16_t>(p), 1});
     r.domains = names;
+    // Reached through connections its ztdns-endpoint --service dials out: no inbound port needed.
+    r.via_service_endpoint = f.switches.count("service-endpoint") > 0;
     next.routes.push_back(r);
     for (const auto& n : names) {
         config::zone z;

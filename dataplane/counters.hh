@@ -48,6 +48,7 @@ namespace zt::dataplane {
     X(proxy_refused_no_route)      /* the zone has no service, or no backend */                                       \
     X(backend_connect_failures)                                                                                       \
     X(backend_unreachable)         /* every backend failed */                                                         \
+    X(ktls_key_updates)            /* kTLS tunnels closed on a client KeyUpdate */                                    \
     X(bugs)                        /* an invariant broke; logged once each */
 
 /// Latency of answered queries: bucket i counts answers in [2^i, 2^(i+1)) microseconds.

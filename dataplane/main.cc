@@ -5,6 +5,7 @@
 #include "common/config/parse.hh"
 #include "common/net/socket.hh"
 #include "common/table/subscriber.hh"
+#include "common/tls/ktls.hh"
 #include "common/tls/tls.hh"
 #include "common/util/fs.hh"
 #include "common/util/log.hh"
@@ -31,7 +32,8 @@ namespace {
 
 constexpr std::string_view usage = R"(usage: ztdns-dataplane [--data-dir DIR] [--shards N] [--dot-listen ADDR:PORT ...]
                        [--proxy-listen ADDR:PORT ...] [--upstream ADDR:PORT ...]
-                       [--log-queries on|off] [--log-level LEVEL] [--no-control]
+                       [--ktls auto|on|off] [--log-queries on|off] [--log-level LEVEL]
+                       [--no-control]
 
 Serves DNS over TLS and the TLS proxy (mutual TLS, client certificates from
 the data dir's CA) with the route table from ztdns-control (DIR/table.sock)
@@ -48,6 +50,7 @@ struct options {
     std::vector<std::string> upstreams;
     bool log_queries = true;
     bool use_control = true;
+    std::string ktls = "auto"; ///< auto | on | off
 };
 
 bool parse_args(int argc, char** argv, options& o) {
@@ -78,6 +81,12 @@ bool parse_args(int argc, char** argv, options& o) {
                                : l == "warn" ? zt::log::level::warn
                                : l == "error" ? zt::log::level::error
                                               : zt::log::level::info);
+        } else if (a == "--ktls") {
+            o.ktls = value();
+            if (o.ktls != "auto" && o.ktls != "on" && o.ktls != "off") {
+                std::fprintf(stderr, "ztdns-dataplane: --ktls %s: expected auto, on or off\n", o.ktls.c_str());
+                std::exit(2);
+            }
         } else if (a == "--no-control") {
             o.use_control = false;
         } else if (a == "-h" || a == "--help") {
@@ -125,6 +134,7 @@ int main(int argc, char** argv) {
         zt::log::warn("DNS: built with Debian's wolfSSL (no AES-NI): bulk TLS is slow");
 #endif
         std::string err;
+        bool so_ktls = false;
         zt::tls::context_options tls_opts;
         tls_opts.server = true;
         tls_opts.ca_pem = read_or_die(o.dir + "/ca/ca.crt");
@@ -162,11 +172,22 @@ int main(int argc, char** argv) {
             throw std::runtime_error("server certificate: " + err);
         }
 
+        // Kernel TLS: probed once. `on` without it is a start-up error, not a slow surprise.
+        if (o.ktls != "off") {
+            auto probe = zt::tls::ktls::probe();
+            if (!probe.available && o.ktls == "on") {
+                throw std::runtime_error("--ktls on, but this kernel has no kernel TLS: " + probe.reason);
+            }
+            zt::log::info("Proxy: kernel TLS {}: {}", probe.available ? "on" : "off (user-space TLS)", probe.reason);
+            so_ktls = probe.available;
+        }
         uint32_t shards = o.shards ? o.shards : a.shards;
         if (shards == 0) {
             shards = std::max(1u, std::thread::hardware_concurrency());
         }
         zt::dataplane::shard_options so;
+        so.ktls = so_ktls;
+        so.shard_count = shards;
         so.server_name = a.server_name;
         so.max_connections = a.limits.max_connections_per_shard;
         so.max_connections_per_cn = a.limits.max_connections_per_cn;

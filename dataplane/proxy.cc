@@ -30,12 +30,15 @@ sniffed copy_name(std::string_view n, char (&name)[254], uint8_t& len) noexcept 
     return sniffed::found;
 }
 
-/// The SNI of the outer ClientHello, before wolfSSL sees it.
-sniffed outer_sni(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len) noexcept {
+/// The SNI of the outer ClientHello, before wolfSSL sees it. `needed`: how
+/// many bytes the stream must hold before asking again (a client trickling its
+/// hello byte by byte must not make us re-parse it each time).
+sniffed outer_sni(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len, uint32_t& needed) noexcept {
     char buf[proto::name_buffer_size];
     auto r = proto::sniff_client_hello(bytes, std::span<char, proto::name_buffer_size>(buf, sizeof buf));
     switch (r.status) {
     case proto::tls_status::need_more:
+        needed = static_cast<uint32_t>(std::max(r.needed, bytes.size() + 1));
         return sniffed::need_more;
     case proto::tls_status::found:
         // A literal address in SNI names no zone; leave routing to the plaintext.
@@ -91,7 +94,10 @@ std::string_view format_backend(const sockaddr_in6& a, char (&buf)[64]) noexcept
 
 bool shard::proxy_sniff_outer(uint32_t i) noexcept {
     conn& c = _conns[i];
-    sniffed r = outer_sni({cin_of(c), c.cin_len}, c.name, c.name_len);
+    if (c.cin_len < c.sniff_needed && cin_capacity - c.cin_len >= recv_buffer_size) {
+        return false;
+    }
+    sniffed r = outer_sni({cin_of(c), c.cin_len}, c.name, c.name_len, c.sniff_needed);
     if (r == sniffed::need_more && cin_capacity - c.cin_len >= recv_buffer_size) {
         return false;
     }
@@ -107,6 +113,10 @@ void shard::proxy_start(uint32_t i) noexcept {
     conn& c = _conns[i];
     c.tunnel = tunnel_state::sniffing;
     c.deadline_ms = _now_ms + _o.sniff_timeout_ms;
+    if (c.tls.alpn() == service_alpn) {
+        proxy_park(i);
+        return;
+    }
     // SNI first, unless it names the proxy itself.
     if (c.name_len > 0 && c.name_view() != _o.server_name) {
         proxy_route(i);
@@ -143,6 +153,8 @@ void shard::proxy_from_client(uint32_t i) noexcept {
         return;
     }
     uint32_t left = static_cast<uint32_t>(c.tls.input_left());
+    // Record boundaries of what wolfSSL took, for a later hand-off to kTLS.
+    c.tracker.consume({cin_of(c), c.cin_len - left});
     std::memmove(cin_of(c), cin_of(c) + (c.cin_len - left), left);
     c.cin_len = left;
     if (c.peer_eof && !c.client_eof && c.cin_len == 0 && c.tls.pending() == 0 && c.c2b_len < c2b_capacity) {
@@ -158,11 +170,19 @@ void shard::proxy_from_client(uint32_t i) noexcept {
         }
         return;
     }
+    if (c.tunnel == tunnel_state::parked) {
+        if (c.c2b_len > 0 || c.client_eof) {
+            close_conn(i, c.client_eof ? "service endpoint left" : "data on a parked connection");
+        }
+        return;
+    }
     if (got) {
         c.deadline_ms = _now_ms + _o.idle_timeout_ms;
     }
     if (c.tunnel == tunnel_state::forwarding) {
         proxy_send_backend(i);
+    } else if (c.tunnel == tunnel_state::paired) {
+        pair_push(i);
     }
 }
 
@@ -197,8 +217,166 @@ void shard::proxy_route(uint32_t i) noexcept {
     c.service = svc;
     c.service_cn_len = static_cast<uint8_t>(std::min(sv.cn.size(), sizeof c.service_cn));
     std::memcpy(c.service_cn, sv.cn.data(), c.service_cn_len);
+    if (sv.flags & table::format::service_via_service_endpoint) {
+        // The service dials out to us: take one of its parked connections on
+        // this shard, or wait (up to the connect timeout) for one to arrive.
+        for (uint32_t j : _parked) {
+            if (_conns[j].state == conn_state::open && _conns[j].cn_view() == sv.cn) {
+                pair(i, j);
+                return;
+            }
+        }
+        c.tunnel = tunnel_state::awaiting;
+        c.deadline_ms = _now_ms + (sv.connect_timeout_ms ? sv.connect_timeout_ms : 3000);
+        _awaiting.push_back(i);
+        return;
+    }
     c.tunnel = tunnel_state::connecting;
     proxy_connect(i);
+}
+
+void shard::proxy_park(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    const table::table& t = _reader.current();
+    if (c.endpoint == table::none || t.endpoint(c.endpoint).kind != table::format::kind_service) {
+        proxy_refuse(i, "only a service certificate may park a connection");
+        return;
+    }
+    if (!ensure_chunk(c)) {
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    c.tunnel = tunnel_state::parked;
+    c.name_len = 0; // its SNI names the proxy; a parked connection has no destination
+    c.deadline_ms = _now_ms + 10 * 60 * 1000; // the endpoint dials a fresh one before this
+    // Which shard this is, of how many: the endpoint keeps every shard supplied.
+    char line[64];
+    auto r = fmt::format_to_n(line, sizeof line, "ZTDNS-PARKED {} {}\n", _index, _o.shard_count);
+    size_t n = 0;
+    if (c.tls.write(std::as_bytes(std::span(line, r.size)), n) != tls::status::done) {
+        close_conn(i, c.tls.error_string());
+        return;
+    }
+    for (size_t k = 0; k < _awaiting.size(); ++k) {
+        uint32_t a = _awaiting[k];
+        if (_conns[a].state == conn_state::open && _conns[a].tunnel == tunnel_state::awaiting &&
+            std::string_view(_conns[a].service_cn, _conns[a].service_cn_len) == c.cn_view()) {
+            _awaiting[k] = _awaiting.back();
+            _awaiting.pop_back();
+            pair_flush(i);
+            pair(a, i);
+            return;
+        }
+    }
+    _parked.push_back(i);
+    pair_flush(i);
+}
+
+void shard::pair(uint32_t i, uint32_t j) noexcept {
+    conn& a = _conns[i];
+    conn& b = _conns[j];
+    for (size_t k = 0; k < _parked.size(); ++k) {
+        if (_parked[k] == j) {
+            _parked[k] = _parked.back();
+            _parked.pop_back();
+            break;
+        }
+    }
+    if (!ensure_chunk(b)) {
+        close_conn(i, "out of connection buffers");
+        return;
+    }
+    a.peer = j;
+    b.peer = i;
+    a.tunnel = b.tunnel = tunnel_state::paired;
+    a.deadline_ms = b.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    ++_c.tunnels_opened;
+    ++_c.tunnels_user_tls;
+    _log.info("Proxy: {} → {} (service endpoint) for {}", a.cn_view(), b.cn_view(), a.name_view());
+    // The service endpoint learns which name and client this tunnel is for.
+    char line[400];
+    auto r = fmt::format_to_n(line, sizeof line, "ZTDNS-TUNNEL {} {}\n", a.name_view(), a.cn_view());
+    size_t n = 0;
+    if (b.tls.write(std::as_bytes(std::span(line, std::min(r.size, sizeof line))), n) != tls::status::done) {
+        close_conn(i, b.tls.error_string());
+        return;
+    }
+    pair_flush(j);
+    proxy_from_client(i); // what the client sent while routing, then the rest
+    arm_recv(i);
+    arm_recv(j);
+}
+
+void shard::pair_push(uint32_t i) noexcept {
+    conn& a = _conns[i];
+    if (a.peer == table::none || a.state != conn_state::open) {
+        return;
+    }
+    uint32_t j = a.peer;
+    conn& b = _conns[j];
+    if (a.c2b_sent < a.c2b_len) {
+        uint32_t n = a.c2b_len - a.c2b_sent;
+        if (!ensure_chunk(b)) {
+            close_conn(i, "out of connection buffers");
+            return;
+        }
+        if (b.out.capacity - b.out.length < n + 256) {
+            return; // the peer's send makes room, then pair_flush(j) calls back
+        }
+        size_t taken = 0;
+        if (b.tls.write({c2b_of(a) + a.c2b_sent, n}, taken) != tls::status::done || taken != n) {
+            close_conn(i, b.tls.error_string());
+            return;
+        }
+        a.bytes_up += n;
+        b.bytes_down += n;
+        a.c2b_len = a.c2b_sent = 0;
+        a.deadline_ms = b.deadline_ms = _now_ms + _o.idle_timeout_ms;
+        pair_flush(j);
+        if (a.state != conn_state::open) {
+            return;
+        }
+        proxy_from_client(i); // room in c2b again
+        arm_recv(i);
+        return;
+    }
+    if (a.client_eof && !b.shut_pending) {
+        b.shut_pending = true; // all of a's bytes are in b's TLS: close_notify and FIN follow them
+        pair_flush(j);
+    }
+}
+
+void shard::pair_flush(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.state != conn_state::open || c.send_inflight || c.chunk == chunk_pool::none) {
+        return;
+    }
+    if (c.out_sent < c.out.length) {
+        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
+        c.send_inflight = true;
+        return;
+    }
+    c.out.length = c.out_sent = 0;
+    if (c.shut_pending && !c.client_shut) {
+        c.tls.shutdown();
+        c.client_shut = true;
+        if (c.out.length) {
+            _ring->send(c.fd, c.out.data, c.out.length, tag_of(net::op::send, i));
+            c.send_inflight = true;
+            return;
+        }
+    }
+    if (c.client_shut) {
+        ::shutdown(c.fd, SHUT_WR);
+    }
+    if (c.peer != table::none) {
+        conn& p = _conns[c.peer];
+        if (c.client_eof && p.client_eof && c.client_shut && p.client_shut && !p.send_inflight) {
+            close_conn(i, nullptr); // both directions are through
+            return;
+        }
+        pair_push(c.peer); // the peer's bytes were waiting for room here
+    }
 }
 
 bool shard::backend_down(const sockaddr_in6& a) const noexcept {
@@ -293,6 +471,7 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
     c.deadline_ms = _now_ms + _o.idle_timeout_ms;
     ++_c.tunnels_opened;
     ++_c.tunnels_user_tls;
+    c.ktls_wanted = _o.ktls && tls::ktls::eligible(c.tls.raw());
     // What was read while routing, and what arrived with the handshake's last
     // flight but is still undecrypted (a client may send its request at once).
     proxy_from_client(i);
@@ -300,6 +479,10 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     proxy_send_backend(i);
+    if (c.ktls_wanted) {
+        ktls_try(i);
+        return;
+    }
     proxy_arm_backend_recv(i);
     arm_recv(i);
 }
@@ -344,6 +527,14 @@ void shard::on_backend_send(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     c.c2b_len = c.c2b_sent = 0;
+    if (c.ktls) {
+        ktls_pump(i, true); // what user-space TLS had is through: splice from here on
+        return;
+    }
+    if (c.ktls_wanted) {
+        ktls_try(i);
+        return;
+    }
     // Room again: take more from what TLS holds, then from the socket.
     proxy_from_client(i);
     if (c.state == conn_state::open) {
@@ -357,7 +548,7 @@ void shard::proxy_arm_backend_recv(uint32_t i) noexcept {
     conn& c = _conns[i];
     // One service read at a time, and only into an empty out buffer: the
     // client must take what we send before we read more (backpressure).
-    if (c.brecv_armed || c.backend_eof || c.b2c_pending || c.state != conn_state::open ||
+    if (c.brecv_armed || c.backend_eof || c.b2c_pending || c.ktls || c.ktls_wanted || c.state != conn_state::open ||
         c.tunnel != tunnel_state::forwarding || c.send_inflight || (c.chunk != chunk_pool::none && c.out.length)) {
         return;
     }
@@ -418,6 +609,10 @@ void shard::proxy_flush(uint32_t i) noexcept {
     if (c.state != conn_state::open) {
         return;
     }
+    if (c.tunnel == tunnel_state::paired || c.tunnel == tunnel_state::parked) {
+        pair_flush(i);
+        return;
+    }
     if (c.send_inflight) {
         return;
     }
@@ -448,6 +643,10 @@ void shard::proxy_flush(uint32_t i) noexcept {
     }
     if (c.client_eof && c.backend_eof && c.c2b_len == 0 && !c.bsend_inflight) {
         close_conn(i, nullptr);
+        return;
+    }
+    if (c.ktls_wanted) {
+        ktls_try(i);
         return;
     }
     proxy_arm_backend_recv(i);

@@ -212,6 +212,12 @@ void shard::on_completion(const net::completion& c) noexcept {
     case net::op::upstream_tcp:
         on_upstream_tcp(c);
         return;
+    case net::op::poll_up:
+        on_ktls_poll(c.t.index, true, c);
+        return;
+    case net::op::poll_down:
+        on_ktls_poll(c.t.index, false, c);
+        return;
     case net::op::timeout:
         on_tick();
         return;
@@ -253,6 +259,9 @@ void shard::on_accept(const net::completion& c) noexcept {
         close_conn(i, "no buffer for a new connection");
         return;
     }
+    if (k.kind == conn_kind::proxy) {
+        k.tls.set_alpn(service_alpn); // service endpoints ask for it; everyone else goes on without ALPN
+    }
     arm_recv(i);
 }
 
@@ -279,7 +288,8 @@ void shard::maybe_release_chunk(conn& c) noexcept {
     // An idle connection holds no buffer: only its slot and wolfSSL's state.
     if (c.chunk != chunk_pool::none && c.state == conn_state::open && !c.send_inflight && c.out.length == 0 &&
         c.stage_len == 0 && c.cin_len == 0 && c.rx_len == 0 && !c.paused && c.c2b_len == 0 && !c.bsend_inflight &&
-        (c.kind == conn_kind::dot || c.tunnel == tunnel_state::forwarding)) {
+        (c.kind == conn_kind::dot || c.tunnel == tunnel_state::forwarding || c.tunnel == tunnel_state::paired ||
+         c.tunnel == tunnel_state::parked)) {
         _chunks.release(c.chunk);
         c.chunk = chunk_pool::none;
         c.out = {};
@@ -288,8 +298,8 @@ void shard::maybe_release_chunk(conn& c) noexcept {
 
 void shard::arm_recv(uint32_t i) noexcept {
     conn& c = _conns[i];
-    if (c.recv_armed || c.paused || c.peer_eof || c.client_eof || c.state == conn_state::closing ||
-        c.state == conn_state::free) {
+    if (c.recv_armed || c.paused || c.peer_eof || c.client_eof || c.ktls || c.ktls_wanted ||
+        c.state == conn_state::closing || c.state == conn_state::free) {
         return;
     }
     if (c.chunk != chunk_pool::none && cin_capacity - c.cin_len < recv_buffer_size) {
@@ -315,6 +325,25 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
         maybe_free(i);
         return;
     }
+    if (c.recv_cancelling) {
+        c.recv_cancelling = false;
+        if (cq.res == -ECANCELED) {
+            ktls_try(i);
+            return;
+        }
+    }
+    if (c.exact_recv) {
+        // The bytes that complete a partial record before kTLS takes over.
+        c.exact_recv = false;
+        if (cq.res <= 0) {
+            close_conn(i, cq.res == 0 ? "client closed before kernel TLS" : std::strerror(-cq.res));
+            return;
+        }
+        c.cin_len += uint32_t(cq.res);
+        proxy_from_client(i);
+        ktls_try(i);
+        return;
+    }
     if (cq.res == -ENOBUFS) {
         return; // every receive buffer is busy: the tick re-arms
     }
@@ -323,7 +352,7 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
             _ring->recycle(group_tcp, cq.buffer_id());
         }
         if (c.kind == conn_kind::proxy && cq.res == 0 && c.state == conn_state::open &&
-            c.tunnel == tunnel_state::forwarding) {
+            (c.tunnel == tunnel_state::forwarding || c.tunnel == tunnel_state::paired)) {
             // FIN without close_notify: once what we hold is through, the
             // same half-close for the service.
             c.peer_eof = true;
@@ -357,6 +386,10 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     advance(i);
+    if (c.ktls_wanted) {
+        ktls_try(i);
+        return;
+    }
     arm_recv(i);
 }
 
@@ -571,6 +604,14 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
         break;
     }
     case dns::reply_action::answer: {
+        if (size_t n = answer_catalog(c, q, {_scratch.get(), dns::max_message_size}); n > 0) {
+            auto answer = std::span<const std::byte>(_scratch.get(), n);
+            count_rcode(answer);
+            if (!stage_answer(c, answer)) {
+                ++_c.bugs;
+            }
+            return;
+        }
         const table::table& t = _reader.current();
         table::name_match m = q.qname_exact ? t.find(q.qname) : table::name_match{};
         if (m.found()) {
@@ -749,10 +790,29 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
     if (c.state == conn_state::free || c.state == conn_state::closing) {
         return;
     }
-    if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing) {
+    // A tunnel is two connections when a service endpoint carries it: both go.
+    if (c.peer != table::none) {
+        uint32_t p = c.peer;
+        c.peer = table::none;
+        _conns[p].peer = table::none;
+        close_conn(p, "the other side of the tunnel closed");
+    }
+    if (c.tunnel == tunnel_state::parked || c.tunnel == tunnel_state::awaiting) {
+        auto& list = c.tunnel == tunnel_state::parked ? _parked : _awaiting;
+        for (size_t k = 0; k < list.size(); ++k) {
+            if (list[k] == i) {
+                list[k] = list.back();
+                list.pop_back();
+                break;
+            }
+        }
+    }
+    if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing && c.tunnel != tunnel_state::parked &&
+        (c.name_len > 0 || c.tunnel == tunnel_state::paired)) {
         // The seed's audit line, with what moved and how.
         _log.info("Proxy: Connection closed for {} ({}s active, {} bytes up, {} bytes down, {}{}{})", c.cn_view(),
-                  (_now_ms - c.opened_ms) / 1000, c.bytes_up, c.bytes_down, "user-space TLS", why ? ", " : "",
+                  (_now_ms - c.opened_ms) / 1000, c.bytes_up, c.bytes_down, c.ktls ? "kTLS" : "user-space TLS",
+                  why ? ", " : "",
                   why ? why : "");
         ++_c.tunnels_closed;
         _c.tunnel_bytes_up += c.bytes_up;
@@ -785,15 +845,23 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
     if (c.bsend_inflight) {
         _ring->cancel(tag_of(net::op::backend_send, i));
     }
+    if (c.up.poll_armed) {
+        _ring->cancel(tag_of(net::op::poll_up, i));
+    }
+    if (c.down.poll_armed) {
+        _ring->cancel(tag_of(net::op::poll_down, i));
+    }
     maybe_free(i);
 }
 
 void shard::maybe_free(uint32_t i) noexcept {
     conn& c = _conns[i];
     if (c.state != conn_state::closing || c.recv_armed || c.send_inflight || c.connect_inflight || c.brecv_armed ||
-        c.bsend_inflight) {
+        c.bsend_inflight || c.up.poll_armed || c.down.poll_armed) {
         return;
     }
+    pipe_release(c.up);
+    pipe_release(c.down);
     ::close(c.fd);
     if (c.backend_fd >= 0) {
         ::close(c.backend_fd);
@@ -827,6 +895,11 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.service = table::none;
     c.c2b_len = c.c2b_sent = c.b2c_pending = 0;
     c.bytes_up = c.bytes_down = 0;
+    c.ktls_wanted = c.ktls = c.exact_recv = c.recv_cancelling = false;
+    c.peer = table::none;
+    c.shut_pending = false;
+    c.sniff_needed = 0;
+    c.tracker = {};
     c.generation = gen ? gen : 1;
     _free_conns.push_back(i);
 }
@@ -839,14 +912,17 @@ void shard::on_tick() noexcept {
             ++_c.handshake_timeouts;
             close_conn(i, "handshake timeout");
         } else if (c.state == conn_state::open && c.kind == conn_kind::proxy) {
-            if (_now_ms >= c.deadline_ms && c.tunnel != tunnel_state::connecting) {
+            if (_now_ms >= c.deadline_ms && c.tunnel == tunnel_state::awaiting) {
+                ++_c.backend_unreachable;
+                proxy_refuse(i, "no service endpoint connected");
+            } else if (_now_ms >= c.deadline_ms && c.tunnel != tunnel_state::connecting) {
                 ++_c.idle_timeouts;
                 log::debug("Proxy: idle tunnel {}: recv {} brecv {} send {} bsend {} cin {} c2b {}/{} out {}/{} "
                            "eof {}/{} pending {}",
                            i, c.recv_armed, c.brecv_armed, c.send_inflight, c.bsend_inflight, c.cin_len, c.c2b_sent,
                            c.c2b_len, c.out_sent, c.out.length, c.client_eof, c.backend_eof, c.tls.pending());
                 close_conn(i, c.tunnel == tunnel_state::sniffing ? "no destination name in time" : "idle timeout");
-            } else {
+            } else if (!c.ktls) {
                 if (!c.recv_armed) {
                     arm_recv(i);
                 }
@@ -894,7 +970,8 @@ void shard::on_table_switch() noexcept {
             continue;
         }
         c.endpoint = ep;
-        if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing && !proxy_still_allowed(c, t)) {
+        if (c.kind == conn_kind::proxy && c.name_len > 0 && c.tunnel != tunnel_state::sniffing &&
+            !proxy_still_allowed(c, t)) {
             ++_c.revoked_while_open;
             close_conn(i, "no longer authorized");
             continue;

@@ -9,6 +9,7 @@
 #include "common/net/ring.hh"
 #include "common/net/socket.hh"
 #include "common/table/holder.hh"
+#include "common/tls/ktls.hh"
 #include "common/tls/tls.hh"
 #include "common/util/log.hh"
 #include "dataplane/counters.hh"
@@ -40,6 +41,8 @@ struct shard_options {
     uint32_t answer_ttl = 60; ///< TTL of private answers
     bool log_queries = true;
     uint32_t sniff_timeout_ms = 5000; ///< for the first plaintext bytes when there is no SNI
+    bool ktls = false;                ///< hand tunnels to kernel TLS (probed at start, --ktls)
+    uint32_t shard_count = 1;         ///< told to service endpoints, so they keep each shard supplied
 };
 
 /// Shared, read-only after start: the TLS context and the stop flag.
@@ -73,7 +76,14 @@ private:
     enum class conn_state : uint8_t { free, handshake, open, closing };
     enum class conn_kind : uint8_t { dot, proxy };
     /// Where a proxy tunnel is after the handshake.
-    enum class tunnel_state : uint8_t { sniffing, connecting, forwarding };
+    enum class tunnel_state : uint8_t {
+        sniffing,   ///< reading the first plaintext bytes for a destination name
+        connecting, ///< to the service's backend
+        forwarding, ///< client <-> backend
+        parked,     ///< a service endpoint's idle dial-out connection, waiting for a client
+        awaiting,   ///< a client tunnel waiting for its service endpoint to park a connection
+        paired,     ///< client <-> service endpoint, both in TLS here
+    };
     struct conn {
         uint32_t generation = 1;
         int fd = -1;
@@ -104,6 +114,7 @@ private:
         conn_kind kind = conn_kind::dot;
         tunnel_state tunnel = tunnel_state::sniffing;
         bool sni_done = false;        ///< the outer ClientHello was looked at
+        uint32_t sniff_needed = 0;    ///< bytes cin must hold before the ClientHello can be complete
         bool connect_inflight = false;
         bool brecv_armed = false;
         bool bsend_inflight = false;
@@ -125,6 +136,23 @@ private:
         uint8_t service_cn_len = 0;
         sockaddr_in6 backend_addr{};  ///< lives until the connect completes
         net::timeout_spec connect_timeout{};
+        uint32_t peer = table::none;  ///< the other connection of a paired tunnel
+        bool shut_pending = false;    ///< paired: the peer is done; send close_notify + FIN when drained
+        // ---- kernel TLS ----
+        bool ktls_wanted = false;     ///< draining user-space TLS to hand the socket to the kernel
+        bool ktls = false;            ///< the kernel owns the record layer; WOLFSSL is freed
+        bool exact_recv = false;      ///< a plain recv completing a partial record is in flight
+        bool recv_cancelling = false; ///< the provided-buffer recv is being cancelled for kTLS
+        tls::ktls::record_tracker tracker; ///< record boundaries of what wolfSSL consumed
+        /// One direction of a kTLS tunnel: bytes move src -> pipe -> dst with splice.
+        struct pipe_dir {
+            int r = -1;
+            int w = -1;
+            uint32_t in_pipe = 0;
+            bool poll_armed = false;
+        };
+        pipe_dir up;   ///< client -> service
+        pipe_dir down; ///< service -> client
         std::string_view name_view() const noexcept { return {name, name_len}; }
     };
 
@@ -142,6 +170,8 @@ private:
     /// reading more: bounds what answers can pile up (16 x 4 KiB UDP answers).
     static constexpr uint32_t max_upstream_per_conn = 16;
     static constexpr uint32_t recv_buffer_size = 16 * 1024;
+    /// The ALPN a service endpoint asks for when it dials out to park a connection.
+    static constexpr std::string_view service_alpn = "ztdns-service/1";
     static constexpr uint16_t group_tcp = 0;
     static constexpr uint16_t group_udp = 1;
 
@@ -177,6 +207,25 @@ private:
     void proxy_refuse(uint32_t i, std::string_view why) noexcept;
     /// After a new table: may this tunnel still exist?
     bool proxy_still_allowed(const conn& c, const table::table& t) const noexcept;
+    // ---- service endpoints: dial-out connections that carry client tunnels (proxy.cc) ----
+    void proxy_park(uint32_t i) noexcept;
+    /// Joins client tunnel `i` to parked service connection `j`.
+    void pair(uint32_t i, uint32_t j) noexcept;
+    /// Moves conn `i`'s plaintext into its peer's TLS, as room allows.
+    void pair_push(uint32_t i) noexcept;
+    void pair_flush(uint32_t i) noexcept;
+    std::vector<uint32_t> _parked;   ///< parked service connections on this shard
+    std::vector<uint32_t> _awaiting; ///< client tunnels waiting for one
+
+    // ---- kernel TLS (ktls.cc) ----
+    /// Drains user-space TLS to a record boundary, then installs kTLS.
+    void ktls_try(uint32_t i) noexcept;
+    /// Moves bytes of one direction with splice until a socket would block.
+    void ktls_pump(uint32_t i, bool up) noexcept;
+    void on_ktls_poll(uint32_t i, bool up, const net::completion& c) noexcept;
+    bool pipe_acquire(conn::pipe_dir& d) noexcept;
+    void pipe_release(conn::pipe_dir& d) noexcept;
+    std::vector<std::pair<int, int>> _pipes; ///< idle pipes for splice, reused
     /// Passive health: a backend that failed is skipped for a while.
     bool backend_down(const sockaddr_in6& a) const noexcept;
     void mark_backend_down(const sockaddr_in6& a) noexcept;
@@ -191,6 +240,12 @@ private:
     /// Reads DoT frames out of TLS and answers them while output has room.
     void read_queries(uint32_t i) noexcept;
     void handle_query(uint32_t i, std::span<const std::byte> msg) noexcept;
+    /// The endpoint's exchange (catalog.cc): PTR `_catalog._ztdns.<server name>`
+    /// lists the zones this CN may see; SRV `_ztdns._tcp.<zone>` gives a
+    /// service's port. Returns the answer's size, or 0 when the question is not
+    /// one of these (or names a zone the CN may not see: then it is answered as
+    /// any other name, so nothing leaks).
+    size_t answer_catalog(const conn& c, const dns::query& q, std::span<std::byte> out) noexcept;
     /// Resumes reading queries of a paused connection when it can take answers again.
     void maybe_resume(uint32_t i) noexcept;
     /// Appends one framed answer to stage (false when it does not fit).

@@ -33,6 +33,8 @@ inline constexpr uint16_t a = 1;
 inline constexpr uint16_t ns = 2;
 inline constexpr uint16_t cname = 5;
 inline constexpr uint16_t soa = 6;
+inline constexpr uint16_t ptr = 12;
+inline constexpr uint16_t srv = 33;
 inline constexpr uint16_t aaaa = 28;
 inline constexpr uint16_t opt = 41;
 } // namespace rr_type

@@ -57,7 +57,7 @@ std::unique_ptr<ring> ring::create(unsigned entries, std::string& err) {
         {IORING_OP_TIMEOUT, "TIMEOUT"},     {IORING_OP_LINK_TIMEOUT, "LINK_TIMEOUT"},
         {IORING_OP_ASYNC_CANCEL, "CANCEL"}, {IORING_OP_CLOSE, "CLOSE"},
         {IORING_OP_READ, "READ"},           {IORING_OP_SENDMSG, "SENDMSG"},
-        {IORING_OP_RECVMSG, "RECVMSG"},
+        {IORING_OP_RECVMSG, "RECVMSG"},     {IORING_OP_POLL_ADD, "POLL_ADD"},
     };
     for (const auto& n : needed) {
         if (!io_uring_opcode_supported(probe, n.opcode)) {
@@ -185,6 +185,12 @@ void ring::close(int fd) noexcept {
 void ring::splice(int fd_in, int fd_out, uint32_t len, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_splice(sqe, fd_in, -1, fd_out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    io_uring_sqe_set_data64(sqe, t.encode());
+}
+
+void ring::poll(int fd, uint32_t events, tag t) noexcept {
+    auto* sqe = next_sqe();
+    io_uring_prep_poll_add(sqe, fd, events);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 

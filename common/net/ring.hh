@@ -37,6 +37,8 @@ enum class op : uint8_t {
     backend_recv, ///< the proxy's service side
     backend_send,
     upstream_tcp, ///< a retry over TCP of a truncated upstream answer
+    poll_up,      ///< kTLS tunnel, client -> service: a socket is ready
+    poll_down,    ///< kTLS tunnel, service -> client: a socket is ready
 };
 
 /// user_data: op in bits 56-63, slot generation in 32-55, slot index in 0-31.
@@ -99,6 +101,8 @@ public:
     void cancel_fd(int fd) noexcept;
     void close(int fd) noexcept;
     void splice(int fd_in, int fd_out, uint32_t len, tag t) noexcept;
+    /// One-shot readiness: completes with the poll mask when `fd` has `events` (POLLIN, POLLOUT).
+    void poll(int fd, uint32_t events, tag t) noexcept;
     /// Reads the eventfd `fd` into `buf` (8 bytes) to wake the loop from another thread.
     void read_eventfd(int fd, uint64_t* buf, tag t) noexcept;
 

@@ -5,6 +5,7 @@
 #include "common/proto/client_hello.hh"
 
 #include <algorithm>
+#include <cstring>
 
 namespace zt::proto {
 namespace {
@@ -47,24 +48,15 @@ public:
         }
     }
 
-    uint32_t u8() noexcept {
-        if (!ensure(1)) {
-            return 0;
-        }
-        --_left;
-        ++_offset;
-        return _p[_pos++];
-    }
-    uint32_t u16() noexcept {
-        const uint32_t hi = u8();
-        return (hi << 8) | u8();
-    }
-    uint32_t u24() noexcept {
-        const uint32_t hi = u16();
-        return (hi << 8) | u8();
-    }
+    uint32_t u8() noexcept { return read_be(1); }
+    uint32_t u16() noexcept { return read_be(2); }
+    uint32_t u24() noexcept { return read_be(3); }
 
     void skip(size_t n) noexcept {
+        if (in_record(n)) {
+            advance(n);
+            return;
+        }
         if (_offset + n > _end) {
             fail(tls_status::malformed, _bound_error);
             return;
@@ -74,14 +66,17 @@ public:
                 return;
             }
             const size_t take = std::min({n, _left, _size - _pos});
-            _pos += take;
-            _left -= take;
-            _offset += take;
+            advance(take);
             n -= take;
         }
     }
 
     void copy(char* out, size_t n) noexcept {
+        if (in_record(n)) {
+            std::memcpy(out, _p + _pos, n);
+            advance(n);
+            return;
+        }
         for (size_t i = 0; i < n && ok(); ++i) {
             out[i] = static_cast<char>(u8());
         }
@@ -96,6 +91,39 @@ public:
     }
 
 private:
+    // The common case, checked once per field: n bytes present, inside the current record and the bound.
+    bool in_record(size_t n) const noexcept { return ok() && n <= _left && n <= _size - _pos && _offset + n <= _end; }
+    void advance(size_t n) noexcept {
+        _pos += n;
+        _left -= n;
+        _offset += n;
+    }
+
+    uint32_t read_be(size_t n) noexcept {
+        if (in_record(n)) [[likely]] {
+            uint32_t v = 0;
+            for (size_t i = 0; i < n; ++i) {
+                v = (v << 8) | _p[_pos + i];
+            }
+            advance(n);
+            return v;
+        }
+        return read_be_slow(n);
+    }
+
+    // Byte by byte across a record boundary, or up to where the bytes or the bound end.
+    [[gnu::noinline]] uint32_t read_be_slow(size_t n) noexcept {
+        uint32_t v = 0;
+        for (size_t i = 0; i < n; ++i) {
+            if (!ensure(1)) {
+                return 0;
+            }
+            v = (v << 8) | _p[_pos];
+            advance(1);
+        }
+        return v;
+    }
+
     // One more byte of the message is readable: inside the bound, present, and with a record around it.
     bool ensure(size_t n) noexcept {
         if (!ok()) {

@@ -242,6 +242,26 @@ std::string_view session::sni() const noexcept {
     return len ? std::string_view(static_cast<const char*>(data), len) : std::string_view{};
 }
 
+bool session::set_alpn(std::string_view protocols) noexcept {
+    char list[128];
+    if (!_ssl || protocols.size() >= sizeof list) {
+        return false;
+    }
+    std::memcpy(list, protocols.data(), protocols.size());
+    list[protocols.size()] = '\0';
+    return wolfSSL_UseALPN(_ssl, list, static_cast<unsigned>(protocols.size()), WOLFSSL_ALPN_CONTINUE_ON_MISMATCH) ==
+           WOLFSSL_SUCCESS;
+}
+
+std::string_view session::alpn() const noexcept {
+    char* name = nullptr;
+    unsigned short size = 0;
+    if (!_ssl || wolfSSL_ALPN_GetProtocol(_ssl, &name, &size) != WOLFSSL_SUCCESS || !name) {
+        return {};
+    }
+    return {name, size};
+}
+
 const char* session::error_string() const noexcept { return wolfSSL_ERR_reason_error_string(_last_error); }
 const char* session::version() const noexcept { return _ssl ? wolfSSL_get_version(_ssl) : ""; }
 const char* session::cipher() const noexcept { return _ssl ? wolfSSL_get_cipher(_ssl) : ""; }

@@ -99,6 +99,11 @@ public:
     std::string_view peer_cn() const noexcept { return {_cn, _cn_len}; }
     /// The SNI the client sent (server side), empty if none.
     std::string_view sni() const noexcept;
+    /// Offers (client) or accepts (server) ALPN protocols, comma-separated;
+    /// a server continues without ALPN when the client offers none of them.
+    bool set_alpn(std::string_view protocols) noexcept;
+    /// The ALPN protocol agreed on in the handshake, empty if none.
+    std::string_view alpn() const noexcept;
     /// Why the last call failed (wolfSSL's reason string).
     const char* error_string() const noexcept;
     /// "TLSv1.3" etc., and the cipher suite name.

@@ -30,6 +30,13 @@ check "unauthorized answer has exactly the shape of a nonexistent name's" \
     test "$(shape "$BOB" db.internal.corp A)" = "$(shape "$BOB" doesnotexist.internal.corp A)"
 check "the denial is logged" wait_for 3 grep -q "DNS: $BOB denied db.internal.corp (not allowed)" "$T/dataplane.log"
 
+# ---- the endpoint's catalog: standard DNS, never an address ------------------------------
+check_output "the catalog lists the zones a CN may see (PTR)" 'PTR[[:space:]]+db\.internal\.corp\.' dot "$ALICE" _catalog._ztdns.edge1.test PTR
+check_fails "the catalog lists nothing for a CN that may see nothing" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$BOB' _catalog._ztdns.edge1.test PTR | grep -q 'PTR.*internal'"
+check_output "SRV gives the service's port" 'SRV[[:space:]]+0 0 5432 db\.internal\.corp\.' dot "$ALICE" _ztdns._tcp.db.internal.corp SRV
+check "SRV for a zone the CN may not see looks like a nonexistent name" \
+    test "$(shape "$BOB" _ztdns._tcp.db.internal.corp SRV)" = "$(shape "$BOB" _ztdns._tcp.doesnotexist.internal.corp SRV)"
+
 # ---- public names through the upstream -------------------------------------------
 check_output "public name answered by the local upstream" '198\.18\.0\.10' dot "$ALICE" www.public.test A
 check_output "a second time from the cache" '198\.18\.0\.10' dot "$ALICE" www.public.test A

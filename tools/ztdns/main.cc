@@ -22,7 +22,10 @@ constexpr std::string_view help_text = R"(usage: ztdns [--data-dir DIR | --socke
        [--upstream ADDR:PORT] [--key ecdsa-p256|rsa4096] [--days N] [--force]
                           create the data dir: config, CA, server certificate
   service add --name NAME --host HOST --port PORT --domain DOMAIN [--domain ...]
+              [--service-endpoint]
                           issue a service certificate, add its zone(s) and route
+                          (--service-endpoint: the service's ztdns-endpoint --service
+                          dials out to the proxy; HOST:PORT is its local target)
   client add NAME [--key rsa4096] [--days N]
                           issue a client certificate and write its bundle
   authorize CN DOMAIN     let CN resolve and reach DOMAIN

@@ -405,6 +405,29 @@ TEST_CASE("http: malformed requests") {
     CHECK(sniff("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r").status == http_status::need_more);
 }
 
+TEST_CASE("http: every byte value at every position of a field value") {
+    // The value scan reads 8 bytes at a time: each byte must be judged alike wherever it falls in a word.
+    for (unsigned b = 0; b < 256; ++b) {
+        for (size_t at = 0; at < 17; ++at) {
+            std::string value(17, 'v');
+            value[at] = static_cast<char>(b);
+            const outcome o = sniff("GET / HTTP/1.1\r\nX-Any: " + value + "\r\nHost: a.corp\r\n\r\n");
+            const bool allowed = b == '\t' || b == ' ' || (b >= 0x21 && b != 0x7f);
+            if (allowed) {
+                CHECK(o.status == http_status::found);
+            } else if (b == '\r') {
+                CHECK(o.error == http_error::bad_line_end);
+            } else if (b == '\n') {
+                // Ends the line early: the rest, "vvv...", is a field line without a colon, or, when nothing
+                // is left of the value, the "\r\n" after it is the empty line that ends the block.
+                CHECK(o.error == (at == 16 ? http_error::missing_host : http_error::bad_field_line));
+            } else {
+                CHECK(o.error == http_error::bad_field_line);
+            }
+        }
+    }
+}
+
 TEST_CASE("http: the header-block limit") {
     std::string req = "GET / HTTP/1.1\r\nHost: a.corp\r\n";
     while (req.size() < 9000) {
