@@ -341,9 +341,9 @@ int main(int argc, char** argv) {
 #undef ZT_SUM
         }
         zt::log::info("DNS: stopped after {} connections, {} queries ({} private, {} forwarded, {} cache hits); "
-                      "{} tunnels",
+                      "{} tunnels ({} kTLS, {} closed on a client KeyUpdate)",
                       total.connections_accepted, total.queries, total.queries_private, total.queries_forwarded,
-                      total.cache_hits, total.tunnels_opened);
+                      total.cache_hits, total.tunnels_opened, total.tunnels_ktls, total.ktls_key_updates);
         return 0;
     } catch (const std::exception& e) {
         zt::log::error("DNS: {}", e.what());

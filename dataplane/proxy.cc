@@ -485,6 +485,7 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
     }
     proxy_arm_backend_recv(i);
     arm_recv(i);
+    maybe_release_chunk(c); // an idle tunnel holds no buffer
 }
 
 void shard::proxy_send_backend(uint32_t i) noexcept {

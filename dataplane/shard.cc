@@ -122,6 +122,7 @@ bool shard::init(std::string& err) {
     }
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     _scratch.reset(new std::byte[dns::max_message_size]);
+    _pipes.reserve(256); // the pipe cache never grows on the data path
     _id_salt = static_cast<uint32_t>(monotonic_us()) * 2654435761u + _index;
     return _wake_fd >= 0;
 }
@@ -327,7 +328,7 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
     }
     if (c.recv_cancelling) {
         c.recv_cancelling = false;
-        if (cq.res == -ECANCELED) {
+        if (cq.res == -ECANCELED || cq.res == -ENOBUFS) {
             ktls_try(i);
             return;
         }
@@ -352,7 +353,8 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
             _ring->recycle(group_tcp, cq.buffer_id());
         }
         if (c.kind == conn_kind::proxy && cq.res == 0 && c.state == conn_state::open &&
-            (c.tunnel == tunnel_state::forwarding || c.tunnel == tunnel_state::paired)) {
+            (c.tunnel == tunnel_state::forwarding || c.tunnel == tunnel_state::paired ||
+             c.tunnel == tunnel_state::connecting || c.tunnel == tunnel_state::awaiting)) {
             // FIN without close_notify: once what we hold is through, the
             // same half-close for the service.
             c.peer_eof = true;
@@ -922,6 +924,8 @@ void shard::on_tick() noexcept {
                            i, c.recv_armed, c.brecv_armed, c.send_inflight, c.bsend_inflight, c.cin_len, c.c2b_sent,
                            c.c2b_len, c.out_sent, c.out.length, c.client_eof, c.backend_eof, c.tls.pending());
                 close_conn(i, c.tunnel == tunnel_state::sniffing ? "no destination name in time" : "idle timeout");
+            } else if (c.ktls_wanted && !c.recv_armed) {
+                ktls_try(i); // a safety net: every path that can unblock the switch calls it too
             } else if (!c.ktls) {
                 if (!c.recv_armed) {
                     arm_recv(i);
