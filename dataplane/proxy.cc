@@ -547,10 +547,12 @@ void shard::on_backend_send(uint32_t i, const net::completion& cq) noexcept {
 
 void shard::proxy_arm_backend_recv(uint32_t i) noexcept {
     conn& c = _conns[i];
-    // One service read at a time, and only into an empty out buffer: the
-    // client must take what we send before we read more (backpressure).
+    // One service read at a time, and only while out has room for a whole
+    // record behind what is being sent: at most two records wait for the
+    // client, which must take them before we read more (backpressure).
     if (c.brecv_armed || c.backend_eof || c.b2c_pending || c.ktls || c.ktls_wanted || c.state != conn_state::open ||
-        c.tunnel != tunnel_state::forwarding || c.send_inflight || (c.chunk != chunk_pool::none && c.out.length)) {
+        c.tunnel != tunnel_state::forwarding ||
+        (c.chunk != chunk_pool::none && c.out.capacity - c.out.length < recv_buffer_size + 256)) {
         return;
     }
     _ring->recv_provided(c.backend_fd, group_tcp, tag_of(net::op::backend_recv, i));
@@ -603,6 +605,7 @@ void shard::on_backend_recv(uint32_t i, const net::completion& cq) noexcept {
     c.bytes_down += n;
     c.deadline_ms = _now_ms + _o.idle_timeout_ms;
     proxy_flush(i);
+    proxy_arm_backend_recv(i); // the next read overlaps this send, if out has room
 }
 
 void shard::proxy_flush(uint32_t i) noexcept {

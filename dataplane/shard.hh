@@ -159,11 +159,14 @@ private:
     // A connection's buffers, taken from per-shard pools only while it has
     // bytes in them: chunk = [out | cin | rx], stage = its own chunk.
     static constexpr uint32_t record_plaintext = 8 * 1024; ///< answers are encrypted in records of this much
-    static constexpr uint32_t out_capacity = 17 * 1024;    ///< two such records, sent while more are encrypted
-    static constexpr uint32_t cin_capacity = 33 * 1024;
+    /// Two full TLS records: one being sent while the next is encrypted behind it.
+    static constexpr uint32_t out_capacity = 34 * 1024;
+    /// One receive buffer's worth: wolfSSL takes what it is given (a partial
+    /// record waits inside it), so cin only holds what we chose not to read yet.
+    static constexpr uint32_t cin_capacity = 17 * 1024;
     static constexpr uint32_t rx_capacity = 4 * 1024 + 2; ///< queries over 4 KiB close the connection
     /// Proxy: the same region holds plaintext from the client for the service.
-    static constexpr uint32_t c2b_capacity = 64 * 1024 - 17 * 1024 - 33 * 1024;
+    static constexpr uint32_t c2b_capacity = 64 * 1024 - out_capacity - cin_capacity;
     static constexpr uint32_t chunk_size = 64 * 1024;
     static constexpr uint32_t stage_capacity = 64 * 1024;
     /// Upstream queries one connection may have outstanding before it stops
