@@ -182,7 +182,7 @@ void shard::ktls_pump(uint32_t i, bool up) noexcept {
             if (n > 0) {
                 d.in_pipe -= uint32_t(n);
                 (up ? c.bytes_up : c.bytes_down) += uint64_t(n);
-                c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+                c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
                 continue;
             }
             if (n < 0 && errno == EAGAIN) {

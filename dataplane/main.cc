@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -193,6 +194,7 @@ int main(int argc, char** argv) {
         so.max_connections_per_cn = a.limits.max_connections_per_cn;
         so.handshake_timeout_ms = a.limits.handshake_timeout_ms;
         so.idle_timeout_ms = a.limits.idle_timeout_ms;
+        so.tunnel_idle_timeout_ms = a.limits.tunnel_idle_timeout_ms;
         so.upstream_timeout_ms = a.limits.upstream_timeout_ms;
         so.max_queries_per_connection = a.limits.max_queries_per_connection;
         so.cache_entries = a.limits.dns_cache_entries;
@@ -218,6 +220,23 @@ int main(int argc, char** argv) {
                 zt::net::address addr;
                 if (!zt::net::parse_address(l, addr)) {
                     throw std::runtime_error("bad listen address " + l);
+                }
+                if (addr.port() != 0) {
+                    // SO_REUSEPORT would let us share a port another appliance
+                    // already serves, silently splitting its clients: refuse.
+                    // (SO_REUSEADDR: a restart's TIME_WAIT connections do not count, a listener does.)
+                    int probe = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+                    int one = 1;
+                    if (probe >= 0) {
+                        ::setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                    }
+                    bool taken = probe >= 0 && ::bind(probe, addr.sa(), addr.length) != 0 && errno == EADDRINUSE;
+                    if (probe >= 0) {
+                        ::close(probe);
+                    }
+                    if (taken) {
+                        throw std::runtime_error("cannot listen on " + addr.str() + ": the port is in use");
+                    }
                 }
                 int fd = zt::net::listen_tcp(addr, 16, err);
                 if (fd < 0) {

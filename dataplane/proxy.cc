@@ -177,7 +177,7 @@ void shard::proxy_from_client(uint32_t i) noexcept {
         return;
     }
     if (got) {
-        c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+        c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     }
     if (c.tunnel == tunnel_state::forwarding) {
         proxy_send_backend(i);
@@ -289,7 +289,7 @@ void shard::pair(uint32_t i, uint32_t j) noexcept {
     a.peer = j;
     b.peer = i;
     a.tunnel = b.tunnel = tunnel_state::paired;
-    a.deadline_ms = b.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    a.deadline_ms = b.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     ++_c.tunnels_opened;
     ++_c.tunnels_user_tls;
     _log.info("Proxy: {} → {} (service endpoint) for {}", a.cn_view(), b.cn_view(), a.name_view());
@@ -331,7 +331,7 @@ void shard::pair_push(uint32_t i) noexcept {
         a.bytes_up += n;
         b.bytes_down += n;
         a.c2b_len = a.c2b_sent = 0;
-        a.deadline_ms = b.deadline_ms = _now_ms + _o.idle_timeout_ms;
+        a.deadline_ms = b.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
         pair_flush(j);
         if (a.state != conn_state::open) {
             return;
@@ -468,7 +468,7 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
     }
     _log.info("Proxy: Connected to service {}", format_backend(c.backend_addr, text));
     c.tunnel = tunnel_state::forwarding;
-    c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     ++_c.tunnels_opened;
     ++_c.tunnels_user_tls;
     c.ktls_wanted = _o.ktls && tls::ktls::eligible(c.tls.raw());
@@ -603,7 +603,7 @@ void shard::on_backend_recv(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     c.bytes_down += n;
-    c.deadline_ms = _now_ms + _o.idle_timeout_ms;
+    c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     proxy_flush(i);
     proxy_arm_backend_recv(i); // the next read overlaps this send, if out has room
 }

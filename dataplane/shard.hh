@@ -35,6 +35,7 @@ struct shard_options {
     uint32_t buffer_chunks = 2048;
     uint32_t handshake_timeout_ms = 5000;
     uint32_t idle_timeout_ms = 30000;
+    uint32_t tunnel_idle_timeout_ms = 3600000;
     uint32_t upstream_timeout_ms = 2000;
     uint32_t max_queries_per_connection = 65535;
     uint32_t cache_entries = 16384;

@@ -84,7 +84,8 @@ struct appliance {
         uint32_t max_connections_per_shard = 16384;
         uint32_t max_connections_per_cn = 1024;
         uint32_t handshake_timeout_ms = 5000;
-        uint32_t idle_timeout_ms = 30000;
+        uint32_t idle_timeout_ms = 30000;         ///< DoT connections
+        uint32_t tunnel_idle_timeout_ms = 3600000; ///< proxy tunnels: quiet psql or ssh sessions live on
         uint32_t upstream_timeout_ms = 2000;
         uint32_t max_queries_per_connection = 65535;
         uint32_t dns_cache_entries = 16384;

@@ -784,8 +784,8 @@ parsed<appliance> parse_appliance(std::string_view json) {
                 auto& l = a.limits;
                 for_members(ctx, p, v,
                             {"max_connections_per_shard", "max_connections_per_cn", "handshake_timeout_ms",
-                             "idle_timeout_ms", "upstream_timeout_ms", "max_queries_per_connection",
-                             "dns_cache_entries"},
+                             "idle_timeout_ms", "tunnel_idle_timeout_ms", "upstream_timeout_ms",
+                             "max_queries_per_connection", "dns_cache_entries"},
                             [&](std::string_view lk, element lv, const std::string& lp) {
                                 if (lk == "max_connections_per_shard") {
                                     u32(lp, lv, 1, 1000000, "a connection count", l.max_connections_per_shard);
@@ -795,6 +795,8 @@ parsed<appliance> parse_appliance(std::string_view json) {
                                     u32(lp, lv, 10, 600000, "a timeout in ms", l.handshake_timeout_ms);
                                 } else if (lk == "idle_timeout_ms") {
                                     u32(lp, lv, 10, 86400000, "a timeout in ms", l.idle_timeout_ms);
+                                } else if (lk == "tunnel_idle_timeout_ms") {
+                                    u32(lp, lv, 10, 604800000, "a timeout in ms", l.tunnel_idle_timeout_ms);
                                 } else if (lk == "upstream_timeout_ms") {
                                     u32(lp, lv, 10, 600000, "a timeout in ms", l.upstream_timeout_ms);
                                 } else if (lk == "max_queries_per_connection") {

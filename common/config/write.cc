@@ -140,6 +140,7 @@ std::string appliance_json(const appliance& a) {
         "    \"max_connections_per_cn\": {},\n"
         "    \"handshake_timeout_ms\": {},\n"
         "    \"idle_timeout_ms\": {},\n"
+        "    \"tunnel_idle_timeout_ms\": {},\n"
         "    \"upstream_timeout_ms\": {},\n"
         "    \"max_queries_per_connection\": {},\n"
         "    \"dns_cache_entries\": {}\n"
@@ -149,7 +150,7 @@ std::string appliance_json(const appliance& a) {
         json_string(a.admin_listen), string_list(a.proxy_addresses), string_list(a.upstreams), a.shards,
         json_string(a.tls_min_version), a.keys == key_type::rsa4096 ? "rsa4096" : "ecdsa-p256", a.cert_days,
         l.max_connections_per_shard, l.max_connections_per_cn, l.handshake_timeout_ms, l.idle_timeout_ms,
-        l.upstream_timeout_ms, l.max_queries_per_connection, l.dns_cache_entries);
+        l.tunnel_idle_timeout_ms, l.upstream_timeout_ms, l.max_queries_per_connection, l.dns_cache_entries);
 }
 
 } // namespace zt::config

@@ -34,7 +34,7 @@ check_output "status answers" "config: ok" z status
 
 # ---- service add: the seed's formats ------------------------------------------
 check_output "service add" "Service added: s[0-9a-f]{12}" \
-    z service add --name "PostgreSQL Prod" --host 10.10.10.50 --port 5432 --domain db.internal.corp
+    z service add --name "PostgreSQL Prod" --host 198.19.10.50 --port 5432 --domain db.internal.corp
 S=$(jq -r 'keys[0]' "$D/routes.json")
 check "service CN is s + 12 hex" grep -Eq '^s[0-9a-f]{12}$' <<< "$S"
 check "zones.json record points at the proxy, not the service" \
@@ -42,7 +42,7 @@ check "zones.json record points at the proxy, not the service" \
 check "zones.json service_cn and allowed_endpoints" \
     test "$(jq -c '.["db.internal.corp"] | [.service_cn, .allowed_endpoints]' "$D/zones.json")" = "[\"$S\",[\"$S\"]]"
 check "routes.json has the seed's host, port, domains, name" \
-    test "$(jq -c ".[\"$S\"] | [.host, .port, .domains, .name]" "$D/routes.json")" = '["10.10.10.50",5432,["db.internal.corp"],"PostgreSQL Prod"]'
+    test "$(jq -c ".[\"$S\"] | [.host, .port, .domains, .name]" "$D/routes.json")" = '["198.19.10.50",5432,["db.internal.corp"],"PostgreSQL Prod"]'
 check "service bundle verifies" openssl verify -CAfile "$D/ca/ca.crt" "$D/bundles/$S/cert.pem"
 check_output "service certificate subject" "CN ?= ?$S, ?O ?= ?Service-PostgreSQL Prod|O ?= ?Service-PostgreSQL Prod, ?CN ?= ?$S" \
     openssl x509 -in "$D/bundles/$S/cert.pem" -noout -subject -nameopt RFC2253,sep_comma_plus_space

@@ -9,11 +9,13 @@ start_upstream || { not_ok "local unbound upstream starts"; exit 1; }
 setup_appliance || { not_ok "appliance set up"; cat "$T/control.log"; exit 1; }
 start_dataplane || { not_ok "ztdns-dataplane starts"; cat "$T/dataplane.log"; exit 1; }
 ok "ztdns-dataplane starts and reports its DoT port"
+check_output "a second data plane refuses a port that is already served (no silent SO_REUSEPORT sharing)" \
+    "127.0.0.1:$DOT_PORT: the port is in use" timeout 10 "$ZTDATAPLANE" --data-dir "$D" --shards 1 --dot-listen "127.0.0.1:$DOT_PORT" --proxy-listen 127.0.0.1:0
 
 # ---- private names ----------------------------------------------------------
 check_output "authorized CN gets the proxy address" '^db\.internal\.corp\.[[:space:]]+60[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.50' \
     dot "$ALICE" db.internal.corp A
-check_fails "the service's real address never appears" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$ALICE' db.internal.corp A | grep -q 10.10.10.50"
+check_fails "the service's real address never appears" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$ALICE' db.internal.corp A | grep -q 198.19.10.50"
 check_output "the answer is authoritative" 'flags: qr aa' dot "$ALICE" db.internal.corp A
 check_output "AAAA of a name with only A records is NODATA with the zone's SOA" 'status: NOERROR.*|SOA' dot "$ALICE" db.internal.corp AAAA
 check_output "a name under the zone without records is NXDOMAIN" 'status: NXDOMAIN' dot "$ALICE" nothere.db.internal.corp A

@@ -99,7 +99,7 @@ setup_appliance() {
     start control "$ZTCONTROL" --data-dir "$D"
     wait_for 10 test -S "$D/control.sock" || return 1
     local z="$ZTDNS --data-dir $D"
-    $z service add --name "PostgreSQL Prod" --host 10.10.10.50 --port 5432 --domain db.internal.corp > /dev/null || return 1
+    $z service add --name "PostgreSQL Prod" --host 198.19.10.50 --port 5432 --domain db.internal.corp > /dev/null || return 1
     S=$(jq -r 'keys[0]' "$D/routes.json")
     for who in alice bob carol; do $z client add "$who" > /dev/null || return 1; done
     ALICE=$(jq -r 'to_entries[] | select(.value.name == "alice") | .key' "$D/endpoints.json")

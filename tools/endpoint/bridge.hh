@@ -1,0 +1,101 @@
+// A tunnel: a plain TCP connection on one side, a mutual-TLS connection to the proxy on the other, bytes forwarded
+// both ways through bounded buffers. A side is read only while the buffer towards the other has room (backpressure);
+// an end of input on one side becomes a half-close on the other (FIN → close_notify + FIN, close_notify → FIN),
+// as in the proxy; a cut (an RST, a FIN without close_notify, a TLS error) cuts the other side with an RST.
+//
+// Two roles: a client tunnel (an application's connection accepted on a tunnel address, carried to the proxy with
+// SNI = the private name) and a service connection (dialled out to the proxy, parked until the proxy sends
+// "ZTDNS-TUNNEL <name> <client-cn>\n", then connected to the local target). Single-threaded.
+#pragma once
+
+#include "common/net/socket.hh"
+#include "tools/endpoint/loop.hh"
+#include "tools/endpoint/tls_stream.hh"
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace zt::endpoint {
+
+class bridge {
+public:
+    /// Where a service connection's tunnel goes, by the name in the header; nullopt refuses it.
+    using target_lookup = std::function<std::optional<net::address>(const std::string& name)>;
+
+    /// A client tunnel for `accepted_fd` (non-blocking; owned from now on) towards `proxy`.
+    static std::unique_ptr<bridge> client(loop& l, int accepted_fd, std::string name, const net::address& proxy,
+                                          tls_stream::params p);
+    /// A parked service connection towards `proxy`.
+    static std::unique_ptr<bridge> service(loop& l, const net::address& proxy, tls_stream::params p,
+                                           target_lookup lookup);
+
+    ~bridge();
+    bridge(const bridge&) = delete;
+    bridge& operator=(const bridge&) = delete;
+
+    /// Deadlines; returns when it next needs to run.
+    ms_t tick(ms_t now);
+    /// Closed: the owner may free it (after this turn's events).
+    bool done() const noexcept { return _done; }
+    /// The TLS handshake completed at some point.
+    bool reached_open() const noexcept { return _opened_ms != 0; }
+    ms_t opened_ms() const noexcept { return _opened_ms; }
+    /// Service role: the proxy handed over a client tunnel (a replacement should be dialled).
+    bool taken() const noexcept { return _taken; }
+    /// Service role: the proxy shard this connection is parked on (-1 until the proxy said), and how many it has.
+    int parked_shard() const noexcept { return _parked_shard; }
+    unsigned proxy_shards() const noexcept { return _proxy_shards; }
+    /// Why it closed, when it was an error (empty for a clean end).
+    const std::string& error() const noexcept { return _error; }
+    /// Closes both sides now (shutdown of the endpoint, a surplus or old parked connection).
+    void cut(const char* why);
+    /// It was closed by cut(), not by a peer or an error.
+    bool cut_here() const noexcept { return _cut_here; }
+
+private:
+    enum class role : uint8_t { client, service };
+    struct side : io_handler {
+        bridge* b = nullptr;
+        void on_io(uint32_t) override { b->pump(); }
+    };
+
+    bridge(loop& l, role r);
+    void pump();
+    bool plain_connecting_done();
+    bool read_plain();
+    bool write_plain();
+    bool take_header();
+    void finish(std::string why, bool abort);
+    void update_interest();
+
+    loop& _loop;
+    role _role;
+    side _plain_side, _tls_side;
+    fd_watch _plain;
+    tls_stream _tls;
+    byte_buffer _up{64 * 1024};   ///< plain → TLS
+    byte_buffer _down{64 * 1024}; ///< TLS → plain
+    std::string _name;            ///< the private name (client) or the header's name (service)
+    std::string _client_cn;       ///< service role: who the tunnel is for
+    target_lookup _lookup;
+    net::address _target;
+    bool _plain_connecting = false;
+    bool _plain_eof = false;
+    bool _plain_wr_shut = false;
+    bool _awaiting_header = false;
+    bool _taken = false;
+    int _parked_shard = -1;
+    unsigned _proxy_shards = 0;
+    bool _done = false;
+    bool _cut_here = false;
+    bool _again = false; ///< the pump stopped at its round limit with work left
+    ms_t _started_ms = 0;
+    ms_t _opened_ms = 0;
+    ms_t _deadline_ms = 0; ///< handshake, or the target's connect
+    uint64_t _bytes_up = 0, _bytes_down = 0;
+    std::string _error;
+};
+
+} // namespace zt::endpoint
