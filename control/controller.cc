@@ -368,6 +368,10 @@ std::string controller::write_bundle(const config::config& c, const config::endp
     return fs::write_atomic(p.issued_cert(ep.cn), std::string_view(cert_pem), 0644);
 }
 
+reply controller::files_broken(const std::vector<config::error>& errors) const {
+    return fail(fmt::format("the files in {} have errors; fix them first:\n{}", _store.paths().dir, errors[0].str()));
+}
+
 reply controller::run(const std::vector<std::string>& args) {
     if (args.empty()) {
         return usage("<command> ...; try `ztdns help`");
@@ -414,8 +418,7 @@ reply controller::service_add(const std::vector<std::string>& args) {
     }
     auto loaded = _store.load();
     if (!loaded.ok()) {
-        return fail(fmt::format("the files in {} have errors; fix them first:\n{}", _store.paths().dir,
-                                loaded.errors[0].str()));
+        return files_broken(loaded.errors);
     }
     config::config prev = loaded.value, next = loaded.value;
     std::string err;
@@ -513,8 +516,7 @@ reply controller::client_add(const std::vector<std::string>& args) {
     }
     auto loaded = _store.load();
     if (!loaded.ok()) {
-        return fail(fmt::format("the files in {} have errors; fix them first:\n{}", _store.paths().dir,
-                                loaded.errors[0].str()));
+        return files_broken(loaded.errors);
     }
     config::config prev = loaded.value, next = loaded.value;
     std::string err;
@@ -557,8 +559,7 @@ reply controller::set_authorized(const std::vector<std::string>& args, bool allo
     }
     auto loaded = _store.load();
     if (!loaded.ok()) {
-        return fail(fmt::format("the files in {} have errors; fix them first:\n{}", _store.paths().dir,
-                                loaded.errors[0].str()));
+        return files_broken(loaded.errors);
     }
     config::config prev = loaded.value, next = loaded.value;
     auto* ep = find_endpoint(next, cn);
@@ -600,8 +601,7 @@ reply controller::revoke(const std::vector<std::string>& args) {
     const auto& cn = args[1];
     auto loaded = _store.load();
     if (!loaded.ok()) {
-        return fail(fmt::format("the files in {} have errors; fix them first:\n{}", _store.paths().dir,
-                                loaded.errors[0].str()));
+        return files_broken(loaded.errors);
     }
     config::config prev = loaded.value, next = loaded.value;
     auto* ep = find_endpoint(next, cn);

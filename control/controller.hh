@@ -80,6 +80,8 @@ private:
     reply revoke(const std::vector<std::string>& args);
     reply list(const std::vector<std::string>& args) const;
     reply status() const;
+    /// The refusal of a command while the files on disk do not load.
+    reply files_broken(const std::vector<config::error>& errors) const;
     /// Validates `next`, publishes it, then writes the files. `prev` is what is
     /// on disk now.
     reply commit(const config::config& prev, config::config&& next, std::string done);
