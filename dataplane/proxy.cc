@@ -508,19 +508,11 @@ void shard::proxy_send_backend(uint32_t i) noexcept {
 }
 
 void shard::on_backend_send(uint32_t i, const net::completion& cq) noexcept {
-    conn& c = _conns[i];
-    if (i >= _o.max_connections || c.generation != cq.t.generation) {
+    conn* cp = settle_send(i, cq, &conn::bsend_inflight);
+    if (!cp) {
         return;
     }
-    c.bsend_inflight = false;
-    if (c.state == conn_state::closing) {
-        maybe_free(i);
-        return;
-    }
-    if (cq.res < 0) {
-        close_conn(i, std::strerror(-cq.res));
-        return;
-    }
+    conn& c = *cp;
     c.c2b_sent += uint32_t(cq.res);
     c.bytes_up += uint32_t(cq.res);
     if (c.c2b_sent < c.c2b_len) {

@@ -757,20 +757,29 @@ void shard::maybe_resume(uint32_t i) noexcept {
     arm_recv(i);
 }
 
-void shard::on_send(uint32_t i, const net::completion& cq) noexcept {
-    conn& c = _conns[i];
-    if (i >= _o.max_connections || c.generation != cq.t.generation) {
-        return;
+shard::conn* shard::settle_send(uint32_t i, const net::completion& cq, bool conn::*inflight) noexcept {
+    if (i >= _o.max_connections || _conns[i].generation != cq.t.generation) {
+        return nullptr; // for a slot that has been reused since
     }
-    c.send_inflight = false;
+    conn& c = _conns[i];
+    c.*inflight = false;
     if (c.state == conn_state::closing) {
         maybe_free(i);
-        return;
+        return nullptr;
     }
     if (cq.res < 0) {
         close_conn(i, std::strerror(-cq.res));
+        return nullptr;
+    }
+    return &c;
+}
+
+void shard::on_send(uint32_t i, const net::completion& cq) noexcept {
+    conn* cp = settle_send(i, cq, &conn::send_inflight);
+    if (!cp) {
         return;
     }
+    conn& c = *cp;
     c.out_sent += uint32_t(cq.res);
     if (c.state == conn_state::handshake) {
         flush(i);

@@ -189,6 +189,10 @@ private:
     void on_accept(const net::completion& c) noexcept;
     void on_recv(uint32_t i, const net::completion& c) noexcept;
     void on_send(uint32_t i, const net::completion& c) noexcept;
+    /// The common start of a send's completion: clears its in-flight flag,
+    /// drops one for a reused slot, finishes a closing connection, closes on an
+    /// error. Returns the connection when the handler goes on.
+    conn* settle_send(uint32_t i, const net::completion& c, bool conn::*inflight) noexcept;
     void on_tick() noexcept;
 
     // ---- the TLS proxy (proxy.cc) ----
