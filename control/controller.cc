@@ -383,6 +383,9 @@ reply controller::run(const std::vector<std::string>& args) {
     if (cmd == "list") {
         return list(args);
     }
+    if (cmd == "metrics") {
+        return metrics();
+    }
     if (cmd == "reload") {
         return reload();
     }
@@ -681,6 +684,14 @@ reply controller::status() const {
         out += line + "\n";
     }
     return {_config_error.empty() ? 0 : 1, out};
+}
+
+reply controller::metrics() const {
+    std::string text = _sink.metrics_text();
+    if (text.empty()) {
+        return fail("no data plane has shared its counters (is ztdns-dataplane running and connected?)");
+    }
+    return {0, text};
 }
 
 } // namespace zt::control

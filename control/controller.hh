@@ -28,6 +28,8 @@ public:
     virtual std::string publish(const config::config& c) = 0;
     /// Lines for `ztdns status`: generation, subscribers and what they adopted.
     virtual std::vector<std::string> status_lines() const = 0;
+    /// For `ztdns metrics`: every data plane's counters, Prometheus text.
+    virtual std::string metrics_text() const = 0;
 };
 
 /// A command's outcome: exit status and the text the CLI prints.
@@ -80,6 +82,7 @@ private:
     reply revoke(const std::vector<std::string>& args);
     reply list(const std::vector<std::string>& args) const;
     reply status() const;
+    reply metrics() const;
     /// The refusal of a command while the files on disk do not load.
     reply files_broken(const std::vector<config::error>& errors) const;
     /// Validates `next`, publishes it, then writes the files. `prev` is what is

@@ -72,9 +72,12 @@ std::vector<std::string> table_service::status_lines() const {
     auto subs = _publisher.subscribers();
     lines.push_back(fmt::format("data planes: {}", subs.size()));
     for (const auto& s : subs) {
-        lines.push_back(fmt::format("  pid {}: adopted generation {}{}", s.pid, s.adopted,
+        lines.push_back(fmt::format("  pid {}: adopted generation {}{}{}", s.pid, s.adopted,
                                     s.rejected > s.adopted ? fmt::format(", REJECTED {}: {}", s.rejected, s.error)
-                                                           : std::string()));
+                                                           : std::string(),
+                                    s.counters ? fmt::format("; {} connections open, {} tunnels open, {} queries",
+                                                             s.connections_active, s.tunnels_open, s.queries)
+                                               : std::string()));
     }
     return lines;
 }

@@ -20,6 +20,7 @@ public:
 
     std::string publish(const config::config& c) override;
     std::vector<std::string> status_lines() const override;
+    std::string metrics_text() const override { return _publisher.metrics_text(); }
 
     /// Publishes the table file as it is on disk (when the config cannot be
     /// loaded at start). False when there is none or it does not validate.

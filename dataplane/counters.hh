@@ -1,10 +1,14 @@
-// Per-shard counters: plain integers written only by their shard, declared
-// once as an X-macro list, in a cache-line-aligned block that the main thread
-// reads (racy but word-sized reads of monotonic values) off the hot path.
+// Per-shard counters: integers written only by their shard, declared once as
+// an X-macro list, in a cache-line-aligned block of the metrics page
+// (common/metrics) that ztdns-control maps read-only for `ztdns metrics`.
 #pragma once
 
+#include "common/metrics/page.hh"
+
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace zt::dataplane {
 
@@ -38,8 +42,7 @@ namespace zt::dataplane {
     X(table_switches)                                                                                                 \
     X(tunnels_opened)                                                                                                 \
     X(tunnels_closed)                                                                                                 \
-    X(tunnels_ktls)                                                                                                   \
-    X(tunnels_user_tls)                                                                                               \
+    X(tunnels_ktls)                /* handed to kernel TLS; the others stay in user space */                         \
     X(tunnel_bytes_up)                                                                                                \
     X(tunnel_bytes_down)                                                                                              \
     X(proxy_refused_no_name)       /* no SNI, Host or inner SNI */                                                    \
@@ -51,24 +54,65 @@ namespace zt::dataplane {
     X(ktls_key_updates)            /* kTLS tunnels closed on a client KeyUpdate */                                    \
     X(bugs)                        /* an invariant broke; logged once each */
 
-/// Latency of answered queries: bucket i counts answers in [2^i, 2^(i+1)) microseconds.
+/// One slot of the page. Only its shard writes it, so an increment is a
+/// relaxed load and a relaxed store (plain moves on x86-64, no lock prefix);
+/// readers in other threads and in control see whole values.
+class counter {
+public:
+    counter& operator++() noexcept {
+        set(get() + 1);
+        return *this;
+    }
+    counter& operator+=(uint64_t n) noexcept {
+        set(get() + n);
+        return *this;
+    }
+    counter& operator=(uint64_t v) noexcept { ///< for gauges
+        set(v);
+        return *this;
+    }
+    operator uint64_t() const noexcept { return get(); }
+
+private:
+    uint64_t get() const noexcept { return __atomic_load_n(&_v, __ATOMIC_RELAXED); }
+    void set(uint64_t v) noexcept { __atomic_store_n(&_v, v, __ATOMIC_RELAXED); }
+    uint64_t _v = 0;
+};
+static_assert(sizeof(counter) == 8);
+
+/// Latency of forwarded queries, from the query to its answer from upstream
+/// (or the cache entry it waited for): bucket i counts answers below
+/// 2^(i+1) microseconds and at or above 2^i (bucket 0 from 0). Private
+/// answers go out in the loop turn their query arrived in, so they are not
+/// timed.
 inline constexpr size_t latency_buckets = 24;
 
+/// One shard's block of the metrics page; its slots, in order, are
+/// page_slots().
 struct alignas(64) shard_counters {
-#define ZT_DECLARE_COUNTER(name) uint64_t name = 0;
+#define ZT_DECLARE_COUNTER(name) counter name;
     ZT_SHARD_COUNTERS(ZT_DECLARE_COUNTER)
 #undef ZT_DECLARE_COUNTER
-    uint64_t connections_active = 0; ///< a gauge
-    std::array<uint64_t, latency_buckets> latency_us{};
+    counter connections_active; ///< a gauge
+    std::array<counter, latency_buckets> forwarded_latency_us{};
 };
 
-/// Visits every counter as (name, value).
-template <typename F>
-void for_each_counter(const shard_counters& c, F&& f) {
-#define ZT_VISIT_COUNTER(name) f(#name, c.name);
-    ZT_SHARD_COUNTERS(ZT_VISIT_COUNTER)
-#undef ZT_VISIT_COUNTER
-    f("connections_active", c.connections_active);
+/// The page's description of shard_counters, slot by slot.
+inline std::vector<metrics::slot_desc> page_slots() {
+    std::vector<metrics::slot_desc> v;
+#define ZT_DESCRIBE_COUNTER(name) v.push_back({metrics::kind::counter, #name});
+    ZT_SHARD_COUNTERS(ZT_DESCRIBE_COUNTER)
+#undef ZT_DESCRIBE_COUNTER
+    v.push_back({metrics::kind::gauge, "connections_active"});
+    for (size_t i = 0; i < latency_buckets; ++i) {
+        v.push_back({metrics::kind::histogram, "forwarded_answer_latency"});
+    }
+    return v;
 }
+
+#define ZT_ONE(name) +1
+static_assert(offsetof(shard_counters, forwarded_latency_us) == 8 * (0 ZT_SHARD_COUNTERS(ZT_ONE) + 1),
+              "shard_counters must be the slots of page_slots(), in order, without padding");
+#undef ZT_ONE
 
 } // namespace zt::dataplane

@@ -130,9 +130,6 @@ void shard::ktls_try(uint32_t i) noexcept {
         c.ktls = true;
         c.ktls_wanted = false;
         ++_c.tunnels_ktls;
-        if (_c.tunnels_user_tls > 0) {
-            --_c.tunnels_user_tls;
-        }
         if (c.chunk != chunk_pool::none) {
             c.out.length = c.out_sent = 0;
         }

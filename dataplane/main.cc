@@ -255,8 +255,21 @@ int main(int argc, char** argv) {
         bind_all(o.dot_listen.empty() ? a.dot_listen : o.dot_listen, so.dot_listen);
         bind_all(o.proxy_listen.empty() ? a.proxy_listen : o.proxy_listen, so.proxy_listen);
 
+        // Each shard counts into its own block of a shared page that control
+        // maps read-only (`ztdns metrics`).
+        std::string page_error;
+        auto page = zt::metrics::page::create(zt::dataplane::page_slots(), sizeof(zt::dataplane::shard_counters),
+                                              shards, page_error);
+        if (!page) {
+            throw std::runtime_error(page_error);
+        }
+        std::vector<zt::dataplane::shard_counters*> counters;
+        for (uint32_t i = 0; i < shards; ++i) {
+            counters.push_back(new (page->block(i)) zt::dataplane::shard_counters());
+        }
         zt::table::holder holder(shards + 1);
         zt::table::subscriber sub(holder, {o.dir + "/table.sock"});
+        sub.share_metrics(page->fd());
         if (zt::fs::exists(o.dir + "/route.table")) {
             if (auto e = sub.load_file(o.dir + "/route.table"); !e.empty()) {
                 zt::log::warn("DNS: {}", e);
@@ -267,7 +280,7 @@ int main(int argc, char** argv) {
         shared.server_tls.store(contexts.back().get(), std::memory_order_release);
         std::vector<std::unique_ptr<zt::dataplane::shard>> all;
         for (uint32_t i = 0; i < shards; ++i) {
-            all.push_back(std::make_unique<zt::dataplane::shard>(i, so, shared, holder.add_reader()));
+            all.push_back(std::make_unique<zt::dataplane::shard>(i, so, shared, holder.add_reader(), *counters[i]));
         }
         std::vector<std::thread> threads;
         std::atomic<uint32_t> ready{0};
@@ -352,17 +365,15 @@ int main(int argc, char** argv) {
         for (auto& t : threads) {
             t.join();
         }
-        zt::dataplane::shard_counters total;
-        for (auto& s : all) {
-            const auto& c = s->counters();
-#define ZT_SUM(name) total.name += c.name;
-            ZT_SHARD_COUNTERS(ZT_SUM)
-#undef ZT_SUM
+        zt::metrics::view totals;
+        if (auto e = totals.open(page->fd()); !e.empty()) {
+            throw std::runtime_error(e);
         }
         zt::log::info("DNS: stopped after {} connections, {} queries ({} private, {} forwarded, {} cache hits); "
                       "{} tunnels ({} kTLS, {} closed on a client KeyUpdate)",
-                      total.connections_accepted, total.queries, total.queries_private, total.queries_forwarded,
-                      total.cache_hits, total.tunnels_opened, total.tunnels_ktls, total.ktls_key_updates);
+                      totals.total("connections_accepted"), totals.total("queries"), totals.total("queries_private"),
+                      totals.total("queries_forwarded"), totals.total("cache_hits"), totals.total("tunnels_opened"),
+                      totals.total("tunnels_ktls"), totals.total("ktls_key_updates"));
         return 0;
     } catch (const std::exception& e) {
         zt::log::error("DNS: {}", e.what());

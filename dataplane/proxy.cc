@@ -291,7 +291,6 @@ void shard::pair(uint32_t i, uint32_t j) noexcept {
     a.tunnel = b.tunnel = tunnel_state::paired;
     a.deadline_ms = b.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     ++_c.tunnels_opened;
-    ++_c.tunnels_user_tls;
     _log.info("Proxy: {} → {} (service endpoint) for {}", a.cn_view(), b.cn_view(), a.name_view());
     // The service endpoint learns which name and client this tunnel is for.
     char line[400];
@@ -470,7 +469,6 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
     c.tunnel = tunnel_state::forwarding;
     c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
     ++_c.tunnels_opened;
-    ++_c.tunnels_user_tls;
     c.ktls_wanted = _o.ktls && tls::ktls::eligible(c.tls.raw());
     // What was read while routing, and what arrived with the handshake's last
     // flight but is still undecrypted (a client may send its request at once).

@@ -36,8 +36,9 @@ std::string_view format_addr(const uint8_t* addr, bool v6, char (&buf)[INET6_ADD
 
 } // namespace
 
-shard::shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader)
-    : _index(index), _o(o), _shared(shared), _reader(std::move(reader)) {}
+shard::shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader,
+             shard_counters& counters)
+    : _index(index), _o(o), _shared(shared), _reader(std::move(reader)), _c(counters) {}
 
 shard::~shard() {
     for (int fd : _listeners) {
@@ -122,6 +123,7 @@ bool shard::init(std::string& err) {
     }
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     _scratch.reset(new std::byte[dns::max_message_size]);
+    _padded.reset(new std::byte[dns::max_message_size]);
     _pipes.reserve(256); // the pipe cache never grows on the data path
     _id_salt = static_cast<uint32_t>(monotonic_us()) * 2654435761u + _index;
     return _wake_fd >= 0;
@@ -673,6 +675,9 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
             auto cached = out.first(hit.size());
             dns::set_message_id(cached, q.hdr.id);
             dns::decrement_ttls(cached, age);
+            if (q.opt.padding) {
+                cached = out.first(dns::pad_response(out, hit.size()));
+            }
             count_rcode(cached);
             if (!stage_answer(c, cached)) {
                 ++_c.bugs;
@@ -1019,7 +1024,7 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
         // The same question is on its way: wait for that answer.
         uint32_t w = _free_waiters.back();
         _free_waiters.pop_back();
-        _waiters[w] = {i, c.generation, q.hdr.id, _pending[busy].waiters, _now_us};
+        _waiters[w] = {i, c.generation, q.hdr.id, _pending[busy].waiters, _now_us, q.opt.padding};
         _pending[busy].waiters = w;
         ++c.pending_upstream;
         ++_c.queries_forwarded;
@@ -1031,6 +1036,7 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
     p.key_hash = h;
     p.waiters = none32;
     p.query_flags = q.hdr.flags;
+    p.pad = q.opt.padding;
     p.conn = i;
     p.conn_generation = c.generation;
     p.client_id = q.hdr.id;
@@ -1067,10 +1073,10 @@ void shard::answer_servfail(const pending& p) noexcept {
     out[5] = std::byte(1);    // one question
     std::memcpy(out + dns::header_size, p.question, p.question_len);
     std::span<std::byte> msg(out, size_t(dns::header_size + p.question_len));
-    deliver(p.conn, p.conn_generation, msg, p.started_us);
+    deliver(p.conn, p.conn_generation, msg, p.started_us, p.pad);
     for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
         dns::set_message_id(msg, _waiters[w].client_id);
-        deliver(_waiters[w].conn, _waiters[w].conn_generation, msg, _waiters[w].started_us);
+        deliver(_waiters[w].conn, _waiters[w].conn_generation, msg, _waiters[w].started_us, _waiters[w].pad);
     }
 }
 
@@ -1189,10 +1195,10 @@ void shard::upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache
         }
     }
     dns::set_message_id(resp, p.client_id);
-    deliver(p.conn, p.conn_generation, resp, p.started_us);
+    deliver(p.conn, p.conn_generation, resp, p.started_us, p.pad);
     for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
         dns::set_message_id(resp, _waiters[w].client_id);
-        deliver(_waiters[w].conn, _waiters[w].conn_generation, resp, _waiters[w].started_us);
+        deliver(_waiters[w].conn, _waiters[w].conn_generation, resp, _waiters[w].started_us, _waiters[w].pad);
     }
     finish_pending(slot);
 }
@@ -1296,10 +1302,15 @@ void shard::on_upstream_tcp(const net::completion& cq) noexcept {
     }
 }
 
-void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, uint64_t started_us) noexcept {
+void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, uint64_t started_us,
+                    bool pad) noexcept {
     conn& c = _conns[idx];
     if (c.generation != gen || c.state != conn_state::open) {
         return;
+    }
+    if (pad) {
+        std::memcpy(_padded.get(), msg.data(), msg.size());
+        msg = {_padded.get(), dns::pad_response({_padded.get(), dns::max_message_size}, msg.size())};
     }
     if (c.pending_upstream > 0) {
         --c.pending_upstream;
@@ -1309,7 +1320,7 @@ void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, 
     while (b + 1 < latency_buckets && (uint64_t(2) << b) <= us) {
         ++b;
     }
-    ++_c.latency_us[b];
+    ++_c.forwarded_latency_us[b];
     count_rcode(msg);
     if (!ensure_chunk(c)) {
         close_conn(idx, "out of connection buffers");

@@ -57,7 +57,10 @@ struct shard_shared {
 
 class shard {
 public:
-    shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader);
+    /// `counters` is this shard's block of the metrics page (main.cc), written
+    /// only by this shard.
+    shard(uint32_t index, const shard_options& o, shard_shared& shared, table::holder::reader&& reader,
+          shard_counters& counters);
     ~shard();
     shard(const shard&) = delete;
     shard& operator=(const shard&) = delete;
@@ -276,6 +279,7 @@ private:
         uint64_t key_hash = 0;
         uint32_t waiters = none32; ///< first of the identical queries riding on this one
         uint16_t query_flags = 0;  ///< the client's header flags (RD, CD), for a retry over TCP
+        bool pad = false;          ///< the client's query carried Padding: so does its answer (RFC 8467)
         // A retry over TCP after a truncated UDP answer: one connection, one query.
         enum class tcp_phase : uint8_t { none, connecting, sending, receiving, abandoned };
         tcp_phase tcp = tcp_phase::none;
@@ -295,6 +299,7 @@ private:
         uint16_t client_id = 0;
         uint32_t next = none32;
         uint64_t started_us = 0;
+        bool pad = false;
     };
     static constexpr uint32_t none32 = 0xffffffffu;
     void forward(uint32_t i, const dns::query& q, std::span<const std::byte> msg,
@@ -314,8 +319,9 @@ private:
     void upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache) noexcept;
     void answer_servfail(const pending& p) noexcept;
     /// Sends a whole answer message to connection `conn` (if it is still the same one).
-    void deliver(uint32_t conn_index, uint32_t conn_generation, std::span<const std::byte> msg,
-                 uint64_t started_us) noexcept;
+    /// Sends a forwarded query's answer (`pad`: padded again first, RFC 8467).
+    void deliver(uint32_t conn_index, uint32_t conn_generation, std::span<const std::byte> msg, uint64_t started_us,
+                 bool pad) noexcept;
     void count_rcode(std::span<const std::byte> msg) noexcept;
 
     uint32_t _index;
@@ -358,9 +364,10 @@ private:
     static constexpr uint32_t down_capacity = 256;
     down_entry _down[down_capacity];
     uint32_t _rand = 0x9e3779b9u;
-    shard_counters _c;
+    shard_counters& _c;
     log::buffered _log;
     std::unique_ptr<std::byte[]> _scratch; ///< one answer being built
+    std::unique_ptr<std::byte[]> _padded;  ///< a forwarded answer being padded
 };
 
 } // namespace zt::dataplane

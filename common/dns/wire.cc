@@ -877,4 +877,85 @@ bool decrement_ttls(std::span<std::byte> msg_span, uint32_t elapsed) noexcept {
     return true;
 }
 
+size_t pad_response(std::span<std::byte> buf, size_t len, uint16_t udp_payload_size) noexcept {
+    const size_t cap = std::min(buf.size(), max_message_size);
+    if (len < header_size || len > cap) {
+        return len;
+    }
+    uint8_t* msg = bytes_of(buf);
+    const header h = header_at(msg);
+    size_t pos = header_size;
+    for (size_t i = 0; i < h.qdcount; ++i) {
+        const name_span n = skip_name(msg, len, pos);
+        if (n.status != name_status::ok || len - n.end < 4) {
+            return len;
+        }
+        pos = n.end + 4;
+    }
+    const size_t records = size_t{h.ancount} + h.nscount + h.arcount;
+    rr_view last{};
+    for (size_t i = 0; i < records; ++i) {
+        last = read_rr(msg, len, pos);
+        if (last.status != name_status::ok || (last.type == rr_type::opt && i + 1 != records)) {
+            return len; // an OPT that is not the last record is left alone
+        }
+        pos = last.end;
+    }
+    if (pos != len) {
+        return len; // trailing bytes: not a message we understand
+    }
+    size_t rdlen_at = 0;
+    if (h.arcount > 0 && last.type == rr_type::opt) {
+        // Keep every option but Padding, in place.
+        if (last.owner + 1 != last.fixed) {
+            return len; // OPT's owner must be the root
+        }
+        size_t in = last.rdata, out = last.rdata;
+        while (in < last.end) {
+            if (last.end - in < edns_option_header) {
+                return len;
+            }
+            const size_t olen = get16(msg + in + 2);
+            if (last.end - in - edns_option_header < olen) {
+                return len;
+            }
+            if (get16(msg + in) != edns_option_padding) {
+                std::memmove(msg + out, msg + in, edns_option_header + olen);
+                out += edns_option_header + olen;
+            }
+            in += edns_option_header + olen;
+        }
+        len = out;
+        rdlen_at = last.fixed + 8;
+    } else {
+        if (records > 0 && last.type == rr_type::opt) {
+            return len; // OPT in the answer or authority section
+        }
+        if (h.arcount == 0xffff || cap - len < opt_rr_size) {
+            return len;
+        }
+        uint8_t* o = msg + len;
+        o[0] = 0;
+        put16(o + 1, rr_type::opt);
+        put16(o + 3, udp_payload_size);
+        put32(o + 5, 0);
+        put16(o + 9, 0);
+        put16(msg + 10, static_cast<uint16_t>(h.arcount + 1));
+        rdlen_at = len + 9;
+        len += opt_rr_size;
+    }
+    if (cap - len >= edns_option_header) {
+        const size_t unpadded = len + edns_option_header;
+        size_t target = (unpadded + response_padding_block - 1) / response_padding_block * response_padding_block;
+        target = std::min(target, cap);
+        const size_t pad = target - unpadded;
+        put16(msg + len, edns_option_padding);
+        put16(msg + len + 2, static_cast<uint16_t>(pad));
+        std::memset(msg + len + edns_option_header, 0, pad); // RFC 7830 §3: padding octets are 0x00
+        len = target;
+    }
+    put16(msg + rdlen_at, static_cast<uint16_t>(len - (rdlen_at + 2)));
+    return len;
+}
+
 } // namespace zt::dns

@@ -278,4 +278,12 @@ ttl_result response_cache_ttl(std::span<const std::byte> resp, uint32_t floor, u
 /// Any thread.
 bool decrement_ttls(std::span<std::byte> msg, uint32_t elapsed) noexcept;
 
+/// RFC 8467 §4.1 for an answer that was not built here (forwarded, or from the cache): the well-formed response in
+/// buf[0, len) gets one Padding option so that its size is a multiple of 468 (or, when `buf` is smaller, as close
+/// as it fits). An existing OPT record must be the message's last record (as every resolver writes it): its Padding
+/// options are replaced; without OPT one is appended (payload size `udp_payload_size`, version 0, no flags). Returns
+/// the new length, or `len` unchanged when the message cannot be padded (malformed, OPT not last, no room). Any
+/// thread.
+size_t pad_response(std::span<std::byte> buf, size_t len, uint16_t udp_payload_size = 1232) noexcept;
+
 } // namespace zt::dns

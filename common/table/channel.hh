@@ -1,6 +1,7 @@
 // The messages of the table channel between ztdns-control (publisher) and
 // ztdns-dataplane (subscriber): a unix SOCK_SEQPACKET socket, one message per
-// packet, the table itself travelling as a sealed memfd (SCM_RIGHTS).
+// packet, the table itself travelling as a sealed memfd (SCM_RIGHTS), and the
+// data plane's counters page the other way.
 #pragma once
 
 #include <fcntl.h>
@@ -13,7 +14,7 @@ namespace zt::table::channel {
 inline constexpr uint32_t magic = 0x5a544348; // "ZTCH"
 inline constexpr uint16_t version = 1;
 
-enum class msg_type : uint16_t { table = 1, ack = 2 };
+enum class msg_type : uint16_t { table = 1, ack = 2, metrics = 3 };
 
 /// Publisher -> subscriber, with exactly one fd (SCM_RIGHTS): a memfd sealed
 /// with required_seals, holding
@@ -41,6 +42,17 @@ struct ack_msg {
     char reason[112] = {};
 };
 static_assert(sizeof(ack_msg) == 136);
+
+/// Subscriber -> publisher, once per connection, with exactly one fd
+/// (SCM_RIGHTS): the data plane's counters page (common/metrics/page.hh),
+/// sealed against resizing, which control maps read-only.
+struct metrics_msg {
+    uint32_t magic = channel::magic;
+    uint16_t version = channel::version;
+    msg_type type = msg_type::metrics;
+    uint64_t reserved = 0;
+};
+static_assert(sizeof(metrics_msg) == 16);
 
 /// The seals the publisher sets and a subscriber requires before it maps a
 /// table: no write, no resize (so no SIGBUS), and no change of seals.

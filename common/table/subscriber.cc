@@ -54,7 +54,7 @@ short subscriber::events() const noexcept {
     case state::connecting:
         return POLLOUT;
     case state::connected:
-        return short(POLLIN | (_ack_pending ? POLLOUT : 0));
+        return short(POLLIN | (_ack_pending || _metrics_pending ? POLLOUT : 0));
     case state::idle:
         break;
     }
@@ -139,6 +139,11 @@ void subscriber::connected_now() {
     _state = state::connected;
     _backoff_ms = std::max<uint32_t>(1, _o.backoff_initial_ms);
     _ack_pending = false;
+    _metrics_pending = _metrics_fd >= 0;
+    flush_metrics();
+    if (_state != state::connected) {
+        return;
+    }
     if (_failures > 0) {
         log::info("Table: connected to {} (control pid {}) after {} failed attempts", _o.socket_path, peer.pid,
                   _failures);
@@ -189,6 +194,7 @@ void subscriber::on_ready(short revents) {
         receive(); // reads until EAGAIN; sees EOF / errors itself
     }
     if (_fd >= 0 && (revents & POLLOUT)) {
+        flush_metrics();
         flush_ack();
     }
 }
@@ -334,6 +340,31 @@ void subscriber::flush_ack() {
         disconnect(errno_text("table socket send"));
     }
     // EAGAIN: events() asks for POLLOUT; only the latest ack is kept.
+}
+
+void subscriber::flush_metrics() {
+    if (!_metrics_pending || _fd < 0) {
+        return;
+    }
+    channel::metrics_msg m;
+    iovec iov{&m, sizeof m};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &_metrics_fd, sizeof(int));
+    ssize_t n = ::sendmsg(_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n == ssize_t(sizeof m)) {
+        _metrics_pending = false;
+    } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        disconnect(errno_text("table socket send"));
+    }
 }
 
 std::string subscriber::load_file(const std::string& path) {

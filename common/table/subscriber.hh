@@ -37,6 +37,10 @@ public:
     /// the problem (naming the path). Blocking file I/O: start-up only.
     std::string load_file(const std::string& path);
 
+    /// Hands `fd` (the counters page, common/metrics; not taken, must outlive
+    /// the subscriber) to control on every connection.
+    void share_metrics(int fd) noexcept { _metrics_fd = fd; }
+
     /// The socket to poll; -1 while disconnected (poll ignores it).
     int fd() const noexcept { return _fd; }
     /// The poll events wanted on fd().
@@ -75,6 +79,7 @@ private:
     std::string install(blob&& b, const table& view);
     void send_ack(uint64_t generation, const std::string& error);
     void flush_ack();
+    void flush_metrics();
 
     holder& _holder;
     subscriber_options _o;
@@ -86,6 +91,8 @@ private:
     uint32_t _backoff_ms;
     bool _ack_pending = false;
     channel::ack_msg _ack{};
+    int _metrics_fd = -1;
+    bool _metrics_pending = false; ///< the page is not sent on this connection yet
     uint64_t _generation = 0;
     uint64_t _checksum = 0;
     uint64_t _adopted = 0;

@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 #include <fmt/format.h>
 
 namespace zt::control {
@@ -175,6 +176,15 @@ std::vector<table_subscriber> publisher::subscribers() const {
     out.reserve(_conns.size());
     for (const auto& c : _conns) {
         out.push_back(c.info);
+        if (c.metrics.valid()) {
+            auto& s = out.back();
+            s.counters = true;
+            s.connections_active = c.metrics.total("connections_active");
+            s.queries = c.metrics.total("queries");
+            // Closed is read last and may count a tunnel opened since: never below 0.
+            uint64_t opened = c.metrics.total("tunnels_opened"), closed = c.metrics.total("tunnels_closed");
+            s.tunnels_open = opened > closed ? opened - closed : 0;
+        }
     }
     return out;
 }
@@ -251,9 +261,21 @@ void publisher::send_current(conn& c) {
 }
 
 void publisher::read_acks(conn& c) {
+    auto malformed = [&] {
+        log::warn("Control: table socket: malformed message from pid {}, disconnecting", c.info.pid);
+        ::close(c.fd);
+        c.fd = -1;
+    };
     for (;;) {
-        ch::ack_msg a;
-        ssize_t n = ::recv(c.fd, &a, sizeof a, MSG_DONTWAIT);
+        alignas(8) char buf[sizeof(ch::ack_msg)];
+        iovec iov{buf, sizeof buf};
+        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t n = ::recvmsg(c.fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -265,12 +287,54 @@ void publisher::read_acks(conn& c) {
             c.fd = -1;
             return;
         }
-        if (size_t(n) != sizeof a || a.magic != ch::magic || a.version != ch::version || a.type != ch::msg_type::ack) {
-            log::warn("Control: table socket: malformed message from pid {}, disconnecting", c.info.pid);
-            ::close(c.fd);
-            c.fd = -1;
+        // Every fd that came along is ours to close, whatever the message.
+        std::vector<int> fds;
+        for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+                size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (size_t i = 0; i < count; ++i) {
+                    int fd;
+                    std::memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+                    fds.push_back(fd);
+                }
+            }
+        }
+        auto close_fds = [&] {
+            for (int fd : fds) {
+                ::close(fd);
+            }
+        };
+        ch::metrics_msg head; // the fields every message starts with
+        if (size_t(n) < sizeof head) {
+            close_fds();
+            malformed();
             return;
         }
+        std::memcpy(&head, buf, sizeof head);
+        if (head.magic != ch::magic || head.version != ch::version) {
+            close_fds();
+            malformed();
+            return;
+        }
+        if (head.type == ch::msg_type::metrics) {
+            if (size_t(n) != sizeof head || fds.size() != 1 || (msg.msg_flags & MSG_CTRUNC)) {
+                close_fds();
+                malformed();
+                return;
+            }
+            if (auto e = c.metrics.open(fds[0]); !e.empty()) {
+                log::warn("Control: data plane pid {}: {}", c.info.pid, e);
+            }
+            close_fds(); // the mapping stays
+            continue;
+        }
+        close_fds();
+        if (size_t(n) != sizeof(ch::ack_msg) || head.type != ch::msg_type::ack) {
+            malformed();
+            return;
+        }
+        ch::ack_msg a;
+        std::memcpy(&a, buf, sizeof a);
         a.reason[sizeof a.reason - 1] = '\0';
         if (a.generation == c.info.sent) {
             c.in_flight = false;
@@ -284,6 +348,18 @@ void publisher::read_acks(conn& c) {
                        c.info.error);
         }
     }
+}
+
+std::string publisher::metrics_text() const {
+    std::vector<const metrics::view*> views;
+    std::vector<int> pids;
+    for (const auto& c : _conns) {
+        if (c.metrics.valid()) {
+            views.push_back(&c.metrics);
+            pids.push_back(int(c.info.pid));
+        }
+    }
+    return metrics::render_prometheus(views, pids);
 }
 
 void publisher::drop(size_t i, const char* why) {

@@ -1,8 +1,11 @@
 // The table channel, control side: listens on a unix socket (0600), puts each
 // new table into a sealed memfd and passes it (SCM_RIGHTS) to every connected
-// data plane, at once to late subscribers too, and keeps what each adopted.
+// data plane, at once to late subscribers too, and keeps what each adopted
+// and the counters page each shared.
 // No threads: the owner's poll loop drives it.
 #pragma once
+
+#include "common/metrics/page.hh"
 
 #include <poll.h>
 #include <sys/types.h>
@@ -24,6 +27,10 @@ struct table_subscriber {
     uint64_t adopted = 0;  ///< generation last acknowledged as adopted (0: none)
     uint64_t rejected = 0; ///< generation last rejected (0: none)
     std::string error;     ///< the reason of the last rejection
+    bool counters = false; ///< it shared its counters page; then, summed over its shards:
+    uint64_t connections_active = 0;
+    uint64_t queries = 0;
+    uint64_t tunnels_open = 0;
 };
 
 /// Not thread-safe: one control thread owns it.
@@ -59,6 +66,9 @@ public:
     /// The connected subscribers and what they adopted.
     std::vector<table_subscriber> subscribers() const;
     const std::string& path() const noexcept { return _path; }
+    /// The counters of every subscriber that shared its page, as Prometheus
+    /// text (labels pid and shard); "" when none did.
+    std::string metrics_text() const;
 
 private:
     struct conn {
@@ -66,6 +76,7 @@ private:
         table_subscriber info;
         bool want_send = false; ///< the current table is not sent yet
         bool in_flight = false; ///< a table was sent and is not acknowledged yet
+        metrics::view metrics;  ///< its counters page, once it sent one
     };
 
     void accept_all();

@@ -42,6 +42,11 @@ check "SRV for a zone the CN may not see looks like a nonexistent name" \
 # ---- public names through the upstream -------------------------------------------
 check_output "public name answered by the local upstream" '198\.18\.0\.10' dot "$ALICE" www.public.test A
 check_output "a second time from the cache" '198\.18\.0\.10' dot "$ALICE" www.public.test A
+padded_size() { dot "$ALICE" +padding=128 "$1" A | sed -n 's/.*MSG SIZE  rcvd: \([0-9]*\).*/\1/p'; }
+check "a forwarded answer is padded to a multiple of 468 when the query was padded (RFC 8467)" \
+    bash -c "n=\$($(declare -f dot padded_size); D='$D' DOT_PORT=$DOT_PORT ALICE=$ALICE padded_size other.public.test); test \$((n % 468)) -eq 0 -a \$n -gt 0"
+check "so is the same answer from the cache" \
+    bash -c "n=\$($(declare -f dot padded_size); D='$D' DOT_PORT=$DOT_PORT ALICE=$ALICE padded_size other.public.test); test \$((n % 468)) -eq 0 -a \$n -gt 0"
 check_output "an answer too large for UDP is fetched again over TCP" 'ffffffffff"$' dot "$ALICE" +bufsize=512 big.public.test TXT
 
 # ---- pipelining and malformed input -----------------------------------------------------
@@ -51,6 +56,19 @@ check_output "1,000 pipelined public queries on one connection, matched by ID" "
     python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 1000 other.public.test
 check_output "malformed messages get FORMERR or a close, and the server keeps serving" "still serving after the malformed messages: True" \
     python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test garbage
+
+# ---- counters, shared with control -----------------------------------------------------
+# sum NAME: a counter summed over the data plane's shards, from `ztdns metrics`.
+sum() { "$ZTDNS" --data-dir "$D" metrics | awk -v n="$1{pid=\"$dataplane_pid\"" 'index($0, n) == 1 { s += $2 } END { print s + 0 }'; }
+check_output "ztdns metrics shows every shard's counters (Prometheus text)" "^ztdns_queries_total\\{pid=\"$dataplane_pid\",shard=\"1\"\\} [0-9]+$" \
+    "$ZTDNS" --data-dir "$D" metrics
+check "the counters count what happened: 2,000 pipelined queries, 1,000 of them private, cache hits" \
+    test "$(sum ztdns_queries_total)" -ge 2000 -a "$(sum ztdns_queries_private_total)" -ge 1000 -a "$(sum ztdns_cache_hits_total)" -gt 0
+check "malformed queries are counted, and answered FORMERR" test "$(sum ztdns_queries_malformed_total)" -gt 0 -a "$(sum ztdns_rcode_formerr_total)" -gt 0
+check "the histogram of forwarded answers' latency counts them" \
+    test "$(sum ztdns_forwarded_answer_latency_seconds_count)" -gt 0
+check_output "ztdns status shows the data plane's totals" "pid $dataplane_pid: .*connections open, [0-9]+ tunnels open, [0-9]+ queries" \
+    "$ZTDNS" --data-dir "$D" status
 
 # ---- refusals ---------------------------------------------------------------------
 refused() { ! grep -q 'ANSWER SECTION' "$T/last.out" && ! grep -q 'status:' "$T/last.out"; }

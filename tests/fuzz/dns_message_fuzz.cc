@@ -1,6 +1,6 @@
 // Fuzzes the DNS codec with one input read every way the data plane reads bytes: as a query (then every kind of
 // response is built from it, into small and large buffers, and must read back as valid), as an upstream response
-// (validation, cache TTL, TTL decrement), as names at any offset, and as a DoT byte stream.
+// (validation, cache TTL, TTL decrement, padding again), as names at any offset, and as a DoT byte stream.
 #include "common/dns/framing.hh"
 #include "common/dns/wire.hh"
 
@@ -121,6 +121,17 @@ void as_response(std::span<const std::byte> in) {
                    ttl.status == dns::ttl_status::malformed);
         }
         dns::set_message_id(copy, 0xabcd);
+        // Padding again (forwarded answers, RFC 8467): stays in bounds; a message that validated still does.
+        std::memcpy(copy.data(), in.data(), in.size());
+        const size_t padded = dns::pad_response(g_copy, in.size());
+        expect(padded <= g_copy.size());
+        if (padded != in.size() && in.size() > dns::header_size &&
+            dns::validate_response(in, id, in.subspan(dns::header_size, std::min<size_t>(in.size() - 12, 259)))
+                    .error == dns::upstream_error::none) {
+            expect(dns::validate_response(std::span(g_copy).first(padded), id,
+                                          in.subspan(dns::header_size, std::min<size_t>(in.size() - 12, 259)))
+                       .error == dns::upstream_error::none);
+        }
     }
 }
 

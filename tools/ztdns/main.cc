@@ -33,6 +33,7 @@ constexpr std::string_view help_text = R"(usage: ztdns [--data-dir DIR | --socke
   revoke CN               revoke CN everywhere, cutting its open connections
   list [--json]           services, zones and endpoints
   status                  config state, table generation, data plane subscribers
+  metrics                 every data plane's counters, per shard (Prometheus text)
   reload                  re-read the config files (also: SIGHUP to ztdns-control)
 
 The data dir is --data-dir, else $ZTDNS_DATA_DIR, else /var/lib/ztdns.

@@ -93,7 +93,8 @@ TEST_CASE("thousands of private-zone queries: zero allocations on the shard") {
     o.cache_entries = 64;
     dataplane::shard_shared shared;
     shared.server_tls.store(&server_tls);
-    dataplane::shard s(0, o, shared, holder.add_reader());
+    dataplane::shard_counters counters;
+    dataplane::shard s(0, o, shared, holder.add_reader(), counters);
     std::atomic<int> state{0};
     std::thread t([&] {
         t_counting = true;

@@ -474,6 +474,70 @@ TEST_CASE("EDNS with padding: responses padded to blocks of 468, or to the limit
     CHECK(resp.size() % 468 != 0);
 }
 
+TEST_CASE("forwarded answers are padded again (RFC 8467): Padding replaced, other options kept, OPT added") {
+    std::array<char, dns::name_buffer_size> buf{};
+    // An upstream answer without OPT: one is appended, with the padding.
+    const bytes plain_q = make_query("www.public.test", dns::rr_type::a);
+    const dns::query q = parse(plain_q, buf);
+    REQUIRE(q.error == dns::query_error::none);
+    dns::response_spec spec;
+    spec.a = two_v4;
+    bytes resp = build(q, spec);
+    const size_t before = resp.size();
+    resp.resize(4096);
+    size_t len = dns::pad_response(wview(resp), before);
+    CHECK(len == 468);
+    resp.resize(len);
+    test_msg t = decode(resp);
+    CHECK(t.ar == 1);
+    REQUIRE(t.rrs.size() == 3);
+    CHECK(t.rrs[2].type == dns::rr_type::opt);
+    CHECK(get16(&resp[t.rrs[2].rdata]) == dns::edns_option_padding);
+    CHECK(t.end == resp.size());
+    CHECK(dns::validate_response(view(resp), 0x1234, q.question).error == dns::upstream_error::none);
+
+    // An answer with OPT holding a cookie and a stale Padding: the cookie stays, one Padding remains.
+    const bytes edns_q = make_query("www.public.test", dns::rr_type::a, edns_opts{true, 1232, true, false, 0});
+    const dns::query q2 = parse(edns_q, buf);
+    REQUIRE(q2.error == dns::query_error::none);
+    bytes r2 = build(q2, spec);
+    test_msg t2 = decode(r2);
+    REQUIRE(t2.rrs.size() == 3);
+    const size_t opt_rdlen_at = t2.rrs[2].rdata - 2;
+    const uint8_t options[] = {0, 10, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8, 0, 12, 0, 3, 0, 0, 0};
+    r2.insert(r2.end(), std::begin(options), std::end(options));
+    r2[opt_rdlen_at + 1] = sizeof options;
+    const size_t before2 = r2.size();
+    r2.resize(4096);
+    len = dns::pad_response(wview(r2), before2);
+    CHECK(len == 468);
+    r2.resize(len);
+    t2 = decode(r2);
+    REQUIRE(t2.rrs.size() == 3);
+    const test_rr& opt = t2.rrs[2];
+    CHECK(get16(&r2[opt.rdata]) == 10); // the cookie, untouched
+    CHECK(r2[opt.rdata + 4] == 1);
+    CHECK(r2[opt.rdata + 11] == 8);
+    CHECK(get16(&r2[opt.rdata + 12]) == dns::edns_option_padding);
+    CHECK(opt.rdata + 16 + get16(&r2[opt.rdata + 14]) == r2.size());
+    CHECK((get32(&r2[opt.rdata - 6]) & 0x8000u) != 0); // DO kept
+
+    // Too little room for a whole block: padded up to the room there is.
+    bytes r3 = build(q, spec);
+    const size_t before3 = r3.size();
+    r3.resize(before3 + 40);
+    CHECK(dns::pad_response(wview(r3), before3) == before3 + 40);
+
+    // OPT that is not the last record, trailing garbage, a cut message: left as they are.
+    bytes r4 = build(q2, spec);
+    put16(r4, 0); // not a record: trailing bytes
+    const size_t before4 = r4.size();
+    r4.resize(4096);
+    CHECK(dns::pad_response(wview(r4), before4) == before4);
+    bytes r5 = build(q, spec);
+    CHECK(dns::pad_response(wview(r5), r5.size() - 3) == r5.size() - 3);
+}
+
 TEST_CASE("compression pointers: loops, forward and header pointers are rejected") {
     // Question name is a pointer to itself.
     bytes self;
