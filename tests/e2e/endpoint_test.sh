@@ -3,8 +3,9 @@
 # edge appliance with the proxy address 203.0.113.50, a service host, and a service host behind "NAT" that accepts
 # no inbound connection), veth links, addresses only from 198.18.0.0/15 and 203.0.113.0/24. The client host has no
 # route to the service hosts; its resolv.conf points at the endpoint. Then unmodified psql, redis-cli, curl, ssh and
-# getent reach the hidden services by name, and the refusals, revocation, the service endpoint and a data-plane
-# outage are checked. Every wait is bounded; namespaces and processes are removed on exit.
+# getent reach the hidden services by name, and the refusals, revocation, the service endpoint, dead proxy and DoT
+# addresses listed first in a bundle, and a data-plane outage are checked. Every wait is bounded; namespaces and
+# processes are removed on exit.
 . "$(dirname "$0")/lib.sh"
 
 ZTENDPOINT=$ZT_BUILD/tools/endpoint/ztdns-endpoint
@@ -225,6 +226,37 @@ check_output "--split: LAN names go to the machine's previous resolver" "^198\.1
 check_output "--split: other public names too" "^198\.18\.0\.99$" client dig @127.0.0.5 +short +time=3 +tries=1 www.public.test
 check_output "--split: private names still go to the appliance" "^203\.0\.113\.50$" \
     client dig @127.0.0.5 +short +time=3 +tries=1 db.internal.corp
+
+# ---- several proxy addresses, the first ones down -------------------------------------------------------------------------
+# A bundle lists every address of the appliance (ztdns init --proxy-address, repeated). Copies of alice's bundle get
+# dead addresses in front: 203.0.113.77, which nothing answers (the edge neither owns nor forwards it), and a port of
+# the edge where nothing listens (refused); the first copy also a dead DoT server in front of the real one.
+for b in multi dead; do cp -r "$B/$ALICE" "$T/$b"; done
+jq '.proxies = ["203.0.113.77:8443", "203.0.113.50:8444"] + .proxies | .dot_servers = ["203.0.113.77:853"] + .dot_servers' \
+    "$B/$ALICE/endpoint.json" > "$T/multi/endpoint.json"
+jq '.proxies = ["203.0.113.77:8443", "203.0.113.50:8444"]' "$B/$ALICE/endpoint.json" > "$T/dead/endpoint.json"
+start ep-multi ip netns exec "$NS_C" "$ZTENDPOINT" --bundle "$T/multi" --listen 127.0.0.6:53 --tunnel-net 127.80.0.0/16
+start ep-dead ip netns exec "$NS_C" "$ZTENDPOINT" --bundle "$T/dead" --listen 127.0.0.7:53 --tunnel-net 127.81.0.0/16
+check "a dead DoT server listed first: the endpoint still learns its tunnels" \
+    wait_for 15 grep -q "tunnel cache.internal.corp → 127.80" "$T/ep-multi.log"
+wait_for 15 grep -q "tunnel db.internal.corp → 127.81" "$T/ep-dead.log" || not_ok "the endpoint with dead proxies opens its tunnels"
+tunnel_addr() { ip netns exec "$NS_C" dig @"$1" +short +time=3 +tries=1 "$2"; }
+# Three connections in a row: each starts at the next address, so both dead ones are met whatever the first start.
+check_output "dead proxy addresses first: psql still runs a query" "^ *43 *$" \
+    client psql "host=db.internal.corp hostaddr=$(tunnel_addr 127.0.0.6 db.internal.corp) user=admin dbname=postgres connect_timeout=15" \
+    -tAc "select 43"
+check_output "and redis-cli" "^PONG$" client redis-cli -h "$(tunnel_addr 127.0.0.6 cache.internal.corp)" PING
+check_output "and curl" "hello from the hidden api" \
+    client curl -sS --max-time 15 "http://$(tunnel_addr 127.0.0.6 api.internal.corp)/"
+check "the log names the address nothing answered, and the next one tried" \
+    grep -Eq "tunnel [a-z.]+: no TLS session with 203\.0\.113\.77:8443 in time; trying 203\.0\.113\.50:84" "$T/ep-multi.log"
+check "and the refusing one" \
+    grep -Eq "tunnel [a-z.]+: cannot connect to 203\.0\.113\.50:8444: Connection refused; trying 203\.0\.113\.(50|77):84" "$T/ep-multi.log"
+check_fails "every proxy address down: the application's connection fails" \
+    client psql "host=db.internal.corp hostaddr=$(tunnel_addr 127.0.0.7 db.internal.corp) user=admin dbname=postgres connect_timeout=15" \
+    -tAc "select 44"
+check "and one line names every address tried and why" bash -c "grep 'tunnel db.internal.corp cut: no proxy address worked' \
+    $T/ep-dead.log | grep 'no TLS session with 203.0.113.77:8443 in time' | grep -q '203.0.113.50:8444: Connection refused'"
 
 # ---- refusals ------------------------------------------------------------------------------------------------------------------
 check_output "an unauthorized client's endpoint gets NXDOMAIN" "status: NXDOMAIN" \

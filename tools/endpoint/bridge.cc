@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,16 +16,21 @@
 namespace zt::endpoint {
 namespace {
 
-constexpr ms_t handshake_timeout_ms = 10000;
+/// One proxy address: TCP connect and TLS handshake. The last address left may take whatever remains of the bound.
+constexpr ms_t proxy_attempt_timeout_ms = 3000;
+/// Every proxy address together.
+constexpr ms_t proxy_timeout_ms = 10000;
 constexpr ms_t target_connect_timeout_ms = 5000;
 
 } // namespace
 
-bridge::bridge(loop& l, role r) : _loop(l), _role(r), _tls(l, &_tls_side) {
+bridge::bridge(loop& l, role r, address_choice& proxies, tls_stream::params p)
+    : _loop(l), _role(r), _tls(l, &_tls_side), _proxies(proxies), _params(std::move(p)) {
     _plain_side.b = this;
     _tls_side.b = this;
     _started_ms = l.now();
-    _deadline_ms = _started_ms + handshake_timeout_ms;
+    _give_up_ms = _started_ms + proxy_timeout_ms;
+    _order = proxies.order(_started_ms);
 }
 
 bridge::~bridge() {
@@ -32,31 +38,57 @@ bridge::~bridge() {
     _tls.close();
 }
 
-std::unique_ptr<bridge> bridge::client(loop& l, int accepted_fd, std::string name, const net::address& proxy,
+std::unique_ptr<bridge> bridge::client(loop& l, int accepted_fd, std::string name, address_choice& proxies,
                                        tls_stream::params p) {
-    std::unique_ptr<bridge> b(new bridge(l, role::client));
+    std::unique_ptr<bridge> b(new bridge(l, role::client, proxies, std::move(p)));
     b->_name = std::move(name);
     b->_plain.attach(l, accepted_fd, &b->_plain_side);
     set_nodelay(accepted_fd);
-    if (!b->_tls.connect(proxy, std::move(p))) {
-        b->finish(b->_tls.error(), true);
-        return b;
-    }
+    b->connect_proxy();
     b->pump();
     return b;
 }
 
-std::unique_ptr<bridge> bridge::service(loop& l, const net::address& proxy, tls_stream::params p,
-                                        target_lookup lookup) {
-    std::unique_ptr<bridge> b(new bridge(l, role::service));
+std::unique_ptr<bridge> bridge::service(loop& l, address_choice& proxies, tls_stream::params p, target_lookup lookup) {
+    std::unique_ptr<bridge> b(new bridge(l, role::service, proxies, std::move(p)));
     b->_lookup = std::move(lookup);
     b->_awaiting_header = true;
-    if (!b->_tls.connect(proxy, std::move(p))) {
-        b->finish(b->_tls.error(), true);
-        return b;
-    }
+    b->connect_proxy();
     b->pump();
     return b;
+}
+
+void bridge::connect_proxy() {
+    const ms_t now = _loop.now();
+    if (_attempt < _order.size() && now < _give_up_ms) {
+        _deadline_ms =
+            _attempt + 1 == _order.size() ? _give_up_ms : std::min(now + proxy_attempt_timeout_ms, _give_up_ms);
+        if (!_tls.connect(_proxies.at(_order[_attempt]), _params)) {
+            proxy_failed(_tls.error()); // at once (no route): the next one; as deep as there are addresses
+            return;
+        }
+        _tls.update_interest();
+        return;
+    }
+    std::string untried;
+    for (size_t k = _attempt; k < _order.size(); ++k) {
+        untried += (untried.empty() ? "" : ", ") + _proxies.at(_order[k]).str();
+    }
+    finish(fmt::format("no proxy address worked: {}{}", _failures,
+                       untried.empty() ? "" : "; out of time before " + untried),
+           true);
+}
+
+void bridge::proxy_failed(std::string why) {
+    const ms_t now = _loop.now();
+    _proxies.failed(_order[_attempt], now);
+    ++_attempt;
+    if (_attempt < _order.size() && now < _give_up_ms) {
+        log::warn("Endpoint: {}: {}; trying {}", _role == role::client ? "tunnel " + _name : "service connection", why,
+                  _proxies.at(_order[_attempt]).str());
+    }
+    _failures += (_failures.empty() ? "" : "; ") + why;
+    connect_proxy();
 }
 
 bool bridge::plain_connecting_done() {
@@ -175,11 +207,16 @@ void bridge::pump() {
     int round = 0;
     for (; round < 64 && !_done; ++round) {
         bool moved = _tls.progress();
+        if (_tls.failed() && _opened_ms == 0) {
+            proxy_failed(_tls.error()); // nothing was sent through it yet: the next address
+            continue;
+        }
         if (_tls.failed()) {
             finish(_tls.error(), true);
             return;
         }
         if (_tls.open() && _opened_ms == 0) {
+            _proxies.succeeded(_order[_attempt]);
             _opened_ms = _loop.now();
             _deadline_ms = 0; // open; a parked service connection waits as long as the proxy keeps it
         }
@@ -313,6 +350,9 @@ void bridge::finish(std::string why, bool abort) {
 }
 
 void bridge::cut(const char* why) {
+    if (!_done) {
+        _cut_here = true;
+    }
     finish(why, true);
 }
 
@@ -327,10 +367,14 @@ ms_t bridge::tick(ms_t now) {
         }
     }
     if (_deadline_ms != 0 && now >= _deadline_ms) {
-        finish(_plain_connecting ? fmt::format("the target {} did not answer in time", _target.str())
-                                 : fmt::format("no TLS session with {} in time", _tls.peer().str()),
-               true);
-        return now + 1000;
+        if (_plain_connecting) {
+            finish(fmt::format("the target {} did not answer in time", _target.str()), true);
+        } else {
+            proxy_failed(fmt::format("no TLS session with {} in time", _tls.peer().str()));
+        }
+        if (_done) {
+            return now + 1000;
+        }
     }
     return _deadline_ms != 0 ? _deadline_ms : now + 1000;
 }

@@ -5,10 +5,13 @@
 //
 // Two roles: a client tunnel (an application's connection accepted on a tunnel address, carried to the proxy with
 // SNI = the private name) and a service connection (dialled out to the proxy, parked until the proxy sends
-// "ZTDNS-TUNNEL <name> <client-cn>\n", then connected to the local target). Single-threaded.
+// "ZTDNS-TUNNEL <name> <client-cn>\n", then connected to the local target). Either tries the proxy's addresses in
+// turn (address_choice.hh) until one completes the TLS handshake, each within its own timeout and all within a
+// bound; nothing of the application's reaches a proxy before that, so no byte is lost or sent twice. Single-threaded.
 #pragma once
 
 #include "common/net/socket.hh"
+#include "tools/endpoint/address_choice.hh"
 #include "tools/endpoint/loop.hh"
 #include "tools/endpoint/tls_stream.hh"
 
@@ -16,6 +19,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace zt::endpoint {
 
@@ -24,11 +28,12 @@ public:
     /// Where a service connection's tunnel goes, by the name in the header; nullopt refuses it.
     using target_lookup = std::function<std::optional<net::address>(const std::string& name)>;
 
-    /// A client tunnel for `accepted_fd` (non-blocking; owned from now on) towards `proxy`.
-    static std::unique_ptr<bridge> client(loop& l, int accepted_fd, std::string name, const net::address& proxy,
+    /// A client tunnel for `accepted_fd` (non-blocking; owned from now on) towards one of `proxies`, which must
+    /// outlive the bridge and learns which addresses failed.
+    static std::unique_ptr<bridge> client(loop& l, int accepted_fd, std::string name, address_choice& proxies,
                                           tls_stream::params p);
-    /// A parked service connection towards `proxy`.
-    static std::unique_ptr<bridge> service(loop& l, const net::address& proxy, tls_stream::params p,
+    /// A parked service connection towards one of `proxies` (as above).
+    static std::unique_ptr<bridge> service(loop& l, address_choice& proxies, tls_stream::params p,
                                            target_lookup lookup);
 
     ~bridge();
@@ -61,7 +66,11 @@ private:
         void on_io(uint32_t) override { b->pump(); }
     };
 
-    bridge(loop& l, role r);
+    bridge(loop& l, role r, address_choice& proxies, tls_stream::params p);
+    /// Connects to the next proxy address to try; when none is left (or no time), finishes with every reason.
+    void connect_proxy();
+    /// The current proxy address failed before the TLS session opened: remember why, then the next one.
+    void proxy_failed(std::string why);
     void pump();
     bool plain_connecting_done();
     bool read_plain();
@@ -75,6 +84,11 @@ private:
     side _plain_side, _tls_side;
     fd_watch _plain;
     tls_stream _tls;
+    address_choice& _proxies;
+    tls_stream::params _params;
+    std::vector<size_t> _order;   ///< the proxy addresses to try, in turn
+    size_t _attempt = 0;          ///< the one being tried, in _order
+    std::string _failures;        ///< why the addresses tried so far failed
     byte_buffer _up{64 * 1024};   ///< plain → TLS
     byte_buffer _down{64 * 1024}; ///< TLS → plain
     std::string _name;            ///< the private name (client) or the header's name (service)
@@ -93,7 +107,8 @@ private:
     bool _again = false; ///< the pump stopped at its round limit with work left
     ms_t _started_ms = 0;
     ms_t _opened_ms = 0;
-    ms_t _deadline_ms = 0; ///< handshake, or the target's connect
+    ms_t _deadline_ms = 0; ///< this proxy address's connect and handshake, or the target's connect
+    ms_t _give_up_ms = 0;  ///< every proxy address together
     uint64_t _bytes_up = 0, _bytes_down = 0;
     std::string _error;
 };

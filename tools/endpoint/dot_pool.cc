@@ -29,9 +29,9 @@ ms_t backoff_ms(unsigned failures) {
 
 } // namespace
 
-dot_pool::dot_pool(loop& l, const tls::context& ctx, std::vector<net::address> servers, std::string server_name,
+dot_pool::dot_pool(loop& l, const tls::context& ctx, address_choice& servers, std::string server_name,
                    unsigned connections)
-    : _loop(l), _ctx(ctx), _servers(std::move(servers)), _server_name(std::move(server_name)) {
+    : _loop(l), _ctx(ctx), _servers(servers), _server_name(std::move(server_name)) {
     for (unsigned i = 0; i < connections; ++i) {
         auto c = std::make_unique<conn>();
         c->pool = this;
@@ -74,7 +74,7 @@ dot_pool::conn* dot_pool::best_ready() noexcept {
 }
 
 void dot_pool::connect(conn& c, ms_t now) {
-    const net::address& to = _servers[(size_t(c.index) + _rotation) % _servers.size()];
+    c.server = _servers.order(now).front(); // the next server in turn, one that did not fail lately first
     c.st = std::make_unique<tls_stream>(_loop, &c);
     c.tx.clear();
     c.rx.clear();
@@ -82,7 +82,7 @@ void dot_pool::connect(conn& c, ms_t now) {
     c.state = conn_state::connecting;
     c.deadline = now + connect_timeout_ms;
     _last_attempt = now;
-    if (!c.st->connect(to, {&_ctx, _server_name, _server_name, {}})) {
+    if (!c.st->connect(_servers.at(c.server), {&_ctx, _server_name, _server_name, {}})) {
         conn_down(c, c.st->error());
         return;
     }
@@ -108,6 +108,7 @@ void dot_pool::pump(conn& c) {
         if (c.state == conn_state::connecting && c.st->open()) {
             c.state = conn_state::ready;
             c.opened_ms = c.last_rx_ms = _loop.now();
+            _servers.succeeded(c.server);
             if (!_was_up || _reported_down) {
                 log::info("Endpoint: DoT connected to {} ({})", c.st->peer().str(), _server_name);
             }
@@ -175,7 +176,7 @@ void dot_pool::conn_down(conn& c, const std::string& why) {
         log::debug("Endpoint: DoT connection to {} closed by the server; reconnecting", c.st->peer().str());
     } else {
         ++_failures;
-        ++_rotation; // the next attempt tries the next server
+        _servers.failed(c.server, now); // the next attempts prefer the other servers
         c.next_attempt = now + backoff_ms(_failures);
         if (!_reported_down) {
             log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "", why);

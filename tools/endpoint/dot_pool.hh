@@ -1,5 +1,6 @@
 // The endpoint's DoT client: a small pool of persistent mutual-TLS connections to the appliance's DoT server(s),
-// queries pipelined on them with 2-byte framing (RFC 7858), answers matched by message id in any order. A
+// queries pipelined on them with 2-byte framing (RFC 7858), answers matched by message id in any order. With several
+// servers the connections spread over them, and one that failed is passed over for a while (address_choice.hh). A
 // connection that fails is reconnected with exponential backoff; its queries move to another connection once.
 // Every query ends exactly once, with the answer or with a failure (the stub then says SERVFAIL): at its
 // deadline, or at once when no connection is up and none is being made. Single-threaded.
@@ -7,6 +8,7 @@
 
 #include "common/net/socket.hh"
 #include "common/tls/tls.hh"
+#include "tools/endpoint/address_choice.hh"
 #include "tools/endpoint/loop.hh"
 #include "tools/endpoint/tls_stream.hh"
 
@@ -26,8 +28,8 @@ public:
     /// on a client machine, not a data-plane hot path.
     using callback = std::function<void(std::span<const std::byte> answer)>;
 
-    dot_pool(loop& l, const tls::context& ctx, std::vector<net::address> servers, std::string server_name,
-             unsigned connections);
+    /// `servers`: the bundle's DoT server addresses; outlives the pool.
+    dot_pool(loop& l, const tls::context& ctx, address_choice& servers, std::string server_name, unsigned connections);
     ~dot_pool();
 
     /// Opens the connections.
@@ -55,6 +57,7 @@ private:
     struct conn : io_handler {
         dot_pool* pool = nullptr;
         int index = 0;
+        size_t server = 0; ///< which of the servers it is (or was last) connected to
         conn_state state = conn_state::down;
         std::unique_ptr<tls_stream> st;
         std::vector<std::byte> tx;                       ///< framed queries not yet encrypted
@@ -83,7 +86,7 @@ private:
 
     loop& _loop;
     const tls::context& _ctx;
-    std::vector<net::address> _servers;
+    address_choice& _servers;
     std::string _server_name;
     std::vector<std::unique_ptr<conn>> _conns;
     std::unordered_map<uint64_t, request> _requests;
@@ -91,7 +94,6 @@ private:
     uint64_t _next_serial = 1;
     unsigned _failures = 0;
     ms_t _last_attempt = 0;
-    size_t _rotation = 0;
     bool _was_up = false;
     bool _reported_down = false;
 };

@@ -3,6 +3,7 @@
 #include "common/tls/tls.hh"
 #include "common/util/fs.hh"
 #include "common/util/log.hh"
+#include "tools/endpoint/address_choice.hh"
 #include "tools/endpoint/bundle.hh"
 #include "tools/endpoint/cache.hh"
 #include "tools/endpoint/catalog.hh"
@@ -21,6 +22,7 @@
 #include <cstdio>
 #include <ctime>
 #include <memory>
+#include <random>
 
 #include <fmt/format.h>
 
@@ -118,6 +120,11 @@ int main(int argc, char** argv) {
     sig_watch.attach(l, sig.fd, &sig);
     sig_watch.set(EPOLLIN);
 
+    // Shared by everything that connects, so that an address that failed is passed over by all; each list starts at
+    // a random place, so that endpoints started together spread over the appliance's addresses.
+    std::random_device seed;
+    address_choice dot_servers(b.dot_servers, seed());
+    address_choice proxies(b.proxies, seed());
     const bool with_stub = !o.service || o.listen_given;
     std::unique_ptr<dot_pool> dot;
     std::unique_ptr<dns_cache> cache;
@@ -145,10 +152,10 @@ int main(int argc, char** argv) {
                 return refuse(err);
             }
         }
-        dot = std::make_unique<dot_pool>(l, ctx, b.dot_servers, b.server_name, o.dot_connections);
+        dot = std::make_unique<dot_pool>(l, ctx, dot_servers, b.server_name, o.dot_connections);
         cache = std::make_unique<dns_cache>();
         if (o.mode == run_mode::tunnels) {
-            tun = std::make_unique<tunnels>(l, ctx, b, *net);
+            tun = std::make_unique<tunnels>(l, ctx, b, proxies, *net);
         }
         stub_config sc;
         sc.query_timeout_ms = o.query_timeout_ms;
@@ -188,7 +195,7 @@ int main(int argc, char** argv) {
         }
     }
     if (o.service) {
-        svc = std::make_unique<service_pool>(l, ctx, b, o.pool);
+        svc = std::make_unique<service_pool>(l, ctx, b, proxies, o.pool);
         if (!svc->set_targets(o.targets, err)) {
             return refuse(err);
         }

@@ -48,8 +48,8 @@ std::optional<net::address> resolve(const std::string& host_port, std::string& e
 
 } // namespace
 
-service_pool::service_pool(loop& l, const tls::context& ctx, const bundle& b, unsigned pool)
-    : _loop(l), _ctx(ctx), _bundle(b), _pool(pool) {}
+service_pool::service_pool(loop& l, const tls::context& ctx, const bundle& b, address_choice& proxies, unsigned pool)
+    : _loop(l), _ctx(ctx), _bundle(b), _proxies(proxies), _pool(pool) {}
 
 service_pool::~service_pool() {
     for (auto& c : _conns) {
@@ -69,7 +69,7 @@ bool service_pool::set_targets(const std::vector<target_spec>& targets, std::str
             _targets[t.name] = *a;
         }
     }
-    if (_bundle.proxies.empty()) {
+    if (_proxies.size() == 0) {
         err = fmt::format("{}/endpoint.json lists no proxy to dial", _bundle.dir);
         return false;
     }
@@ -84,8 +84,7 @@ std::optional<net::address> service_pool::target_for(const std::string& name) co
 }
 
 void service_pool::dial(ms_t) {
-    const net::address& proxy = _bundle.proxies[_next_proxy++ % _bundle.proxies.size()];
-    _conns.push_back(bridge::service(_loop, proxy, {&_ctx, _bundle.server_name, _bundle.server_name, service_alpn},
+    _conns.push_back(bridge::service(_loop, _proxies, {&_ctx, _bundle.server_name, _bundle.server_name, service_alpn},
                                      [this](const std::string& name) { return target_for(name); }));
 }
 
@@ -107,17 +106,21 @@ ms_t service_pool::tick(ms_t now) {
                 _last_error = why;
             }
             _next_dial = now + backoff_ms(_failures);
+            _last_failure_ms = now;
         }
     }
-    std::erase_if(_conns, [](const auto& c) { return c->done(); });
+    // The proxy works again when a connection stays up a while, or when the proxy hands one dialled since the last
+    // failure a tunnel (clients waiting since the outage take each new connection at once).
     for (auto& c : _conns) {
-        if (_failures > 0 && c->reached_open() && now - c->opened_ms() >= short_lived_ms) {
+        const bool up_a_while = !c->done() && c->reached_open() && now - c->opened_ms() >= short_lived_ms;
+        if (_failures > 0 && (up_a_while || (c->taken() && c->opened_ms() >= _last_failure_ms))) {
             log::info("Endpoint: service {}: connected to the proxy again", _bundle.cn);
             _failures = 0;
             _next_dial = now;
             _last_error.clear();
         }
     }
+    std::erase_if(_conns, [](const auto& c) { return c->done(); });
     // Parked connections stay on the proxy shard the kernel picked: keep `pool` of them, and at least one on every
     // shard (a client tunnel only takes a parked connection of its own shard).
     size_t dialling = 0, parked = 0;

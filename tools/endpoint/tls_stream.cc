@@ -28,8 +28,14 @@ tls_stream::tls_stream(loop& l, io_handler* owner)
 }
 
 bool tls_stream::connect(const net::address& to, params p) {
+    close(true); // an earlier attempt's connection, if any
     _p = std::move(p);
     _peer = to;
+    _phase = phase::idle;
+    _error.clear();
+    _cin.clear();
+    _out.length = _out_sent = 0;
+    _tcp_eof = _notify_received = _shut_queued = _fin_sent = false;
     int err = 0;
     int fd = tcp_connect_nonblocking(to.sa(), to.length, err);
     if (fd < 0) {

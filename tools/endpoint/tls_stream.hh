@@ -30,7 +30,8 @@ public:
     tls_stream(const tls_stream&) = delete;
     tls_stream& operator=(const tls_stream&) = delete;
 
-    /// Starts a non-blocking connect. False (and phase failed, error() set) when it fails at once.
+    /// Starts a non-blocking connect, dropping the connection of an earlier attempt (an RST) and its state. False
+    /// (and phase failed, error() set) when it fails at once.
     bool connect(const net::address& to, params p);
 
     /// Moves bytes between the socket and the buffers, completes the connect and the handshake. True when

@@ -43,8 +43,8 @@ int listen_on(uint32_t addr, uint16_t port, std::string& err) {
 
 } // namespace
 
-tunnels::tunnels(loop& l, const tls::context& ctx, const bundle& b, ipv4_net net)
-    : _loop(l), _ctx(ctx), _bundle(b), _alloc(net) {}
+tunnels::tunnels(loop& l, const tls::context& ctx, const bundle& b, address_choice& proxies, ipv4_net net)
+    : _loop(l), _ctx(ctx), _bundle(b), _proxies(proxies), _alloc(net) {}
 
 tunnels::~tunnels() {
     for (auto& b : _bridges) {
@@ -151,14 +151,13 @@ void tunnels::on_accept(listener& l) {
             }
             return;
         }
-        if (_bundle.proxies.empty()) {
+        if (_proxies.size() == 0) {
             ::close(fd);
             log::warn("Endpoint: the bundle lists no proxy: cannot carry a tunnel to {}", l.name);
             continue;
         }
-        const net::address& proxy = _bundle.proxies[_next_proxy++ % _bundle.proxies.size()];
-        log::debug("Endpoint: tunnel {}:{} → {} (SNI {})", l.name, l.port, proxy.str(), l.name);
-        _bridges.push_back(bridge::client(_loop, fd, l.name, proxy, {&_ctx, l.name, _bundle.server_name, {}}));
+        log::debug("Endpoint: tunnel {}:{} (SNI {})", l.name, l.port, l.name);
+        _bridges.push_back(bridge::client(_loop, fd, l.name, _proxies, {&_ctx, l.name, _bundle.server_name, {}}));
     }
 }
 

@@ -1,10 +1,11 @@
 // Transparent tunnels: for each private zone in the catalog, a stable local address (tunnel_net.hh) and a listener
 // on it at each of the service's ports (from SRV); the stub answers A queries for the name with that address. Each
-// accepted connection becomes a client bridge to a proxy, SNI = the name. Names under a zone get their own address
-// on first query (the proxy routes them by the longest zone suffix). Single-threaded.
+// accepted connection becomes a client bridge to one of the proxy's addresses, SNI = the name. Names under a zone get
+// their own address on first query (the proxy routes them by the longest zone suffix). Single-threaded.
 #pragma once
 
 #include "common/tls/tls.hh"
+#include "tools/endpoint/address_choice.hh"
 #include "tools/endpoint/bridge.hh"
 #include "tools/endpoint/bundle.hh"
 #include "tools/endpoint/loop.hh"
@@ -20,7 +21,8 @@ namespace zt::endpoint {
 
 class tunnels {
 public:
-    tunnels(loop& l, const tls::context& ctx, const bundle& b, ipv4_net net);
+    /// `proxies`: the bundle's proxy addresses; outlives the tunnels.
+    tunnels(loop& l, const tls::context& ctx, const bundle& b, address_choice& proxies, ipv4_net net);
     ~tunnels();
 
     /// The catalog's zones with their ports (from SRV). Zones that vanished lose their listeners (open tunnels
@@ -55,12 +57,12 @@ private:
     loop& _loop;
     const tls::context& _ctx;
     const bundle& _bundle;
+    address_choice& _proxies;
     address_allocator _alloc;
     std::map<std::string, std::vector<uint16_t>> _zones;
     std::map<std::string, entry> _names; ///< zones and the names under them that were asked for
     std::vector<std::unique_ptr<bridge>> _bridges;
     std::vector<std::unique_ptr<listener>> _closed; ///< freed at the next tick
-    size_t _next_proxy = 0;
 };
 
 } // namespace zt::endpoint

@@ -1,7 +1,8 @@
 // The endpoint's I/O against a real mutual-TLS peer on loopback (a server thread with blocking sockets and
 // common/tls): the DoT pool pipelines queries and matches answers that come back in reverse order, every query
 // ends once, and with no server a query fails at once; a client tunnel carries bytes both ways with the SNI it was
-// given, and passes a half-close on.
+// given, and passes a half-close on; it goes on to the next proxy address when one refuses, and is cut naming every
+// address when all do.
 #include "common/dns/framing.hh"
 #include "common/proto/client_hello.hh"
 #include "common/tls/tls.hh"
@@ -162,6 +163,13 @@ net::address loopback(uint16_t port) {
     return a;
 }
 
+/// A loopback port nobody listens on (connections to it are refused).
+uint16_t refusing_port() {
+    uint16_t port = 0;
+    ::close(listen_loopback(port));
+    return port;
+}
+
 } // namespace
 
 TEST_CASE("the DoT pool pipelines queries and matches answers sent back in reverse order") {
@@ -214,8 +222,8 @@ TEST_CASE("the DoT pool pipelines queries and matches answers sent back in rever
     });
 
     loop l;
-    auto owned =
-        std::make_unique<dot_pool>(l, p.client_ctx, std::vector<net::address>{loopback(port)}, "edge1.test", 1);
+    address_choice servers({loopback(port)}, 0);
+    auto owned = std::make_unique<dot_pool>(l, p.client_ctx, servers, "edge1.test", 1);
     dot_pool& pool = *owned;
     pool.start();
     int answered = 0, right = 0;
@@ -248,7 +256,8 @@ TEST_CASE("with no server, a query fails at once, exactly once") {
     int lfd = listen_loopback(port);
     ::close(lfd); // nobody listens on this port now
     loop l;
-    dot_pool pool(l, p.client_ctx, {loopback(port)}, "edge1.test", 2);
+    address_choice servers({loopback(port)}, 0);
+    dot_pool pool(l, p.client_ctx, servers, "edge1.test", 2);
     pool.start();
     l.add_ticker([&](ms_t now) { return pool.tick(now); });
     std::array<std::byte, 512> q;
@@ -316,8 +325,9 @@ TEST_CASE("a client tunnel carries bytes both ways with its SNI, and passes a ha
     int app[2];
     REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, app) == 0);
     loop l;
-    auto b = bridge::client(l, app[1], "db.internal.corp", loopback(port),
-                            {&p.client_ctx, "db.internal.corp", "edge1.test", {}});
+    address_choice proxies({loopback(port)}, 0);
+    auto b =
+        bridge::client(l, app[1], "db.internal.corp", proxies, {&p.client_ctx, "db.internal.corp", "edge1.test", {}});
     l.add_ticker([&](ms_t now) { return b->tick(now); });
 
     // The application: write everything, then shut its side; read until EOF.
@@ -372,4 +382,71 @@ TEST_CASE("a client tunnel carries bytes both ways with its SNI, and passes a ha
           "bytes " + std::to_string(total) + "\n");
     CHECK(b->error().empty());
     CHECK(clean_close);
+}
+
+TEST_CASE("a client tunnel goes on to the next proxy address when the first refuses, and remembers it") {
+    pki p;
+    uint16_t port = 0;
+    int lfd = listen_loopback(port);
+    const uint16_t dead = refusing_port();
+    std::thread server([&] {
+        int fd = ::accept(lfd, nullptr, nullptr);
+        server_conn c(fd, p.server_ctx);
+        if (!c.handshake()) {
+            return;
+        }
+        c.write(c.read()); // one echo, then close_notify and FIN
+        c.s.shutdown();
+        c.flush();
+        ::shutdown(fd, SHUT_WR);
+        c.read();
+    });
+    int app[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, app) == 0);
+    REQUIRE(::send(app[0], "ping", 4, MSG_NOSIGNAL) == 4);
+    loop l;
+    address_choice proxies({loopback(dead), loopback(port)}, 0);
+    auto b =
+        bridge::client(l, app[1], "db.internal.corp", proxies, {&p.client_ctx, "db.internal.corp", "edge1.test", {}});
+    l.add_ticker([&](ms_t now) { return b->tick(now); });
+    std::string got;
+    CHECK(run_until(l, [&] {
+        char buf[16];
+        ssize_t n = ::recv(app[0], buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) {
+            got.append(buf, size_t(n));
+            ::shutdown(app[0], SHUT_WR);
+        }
+        return b->done();
+    }));
+    server.join();
+    ::close(lfd);
+    ::close(app[0]);
+    CHECK(got == "ping");
+    CHECK(b->error().empty());
+    CHECK(proxies.down(0, l.now()));
+    CHECK_FALSE(proxies.down(1, l.now()));
+    CHECK(proxies.order(l.now()).front() == 1); // the next connection starts at the other address
+}
+
+TEST_CASE("when every proxy address refuses, the tunnel is cut and the reason names each address") {
+    pki p;
+    const uint16_t a = refusing_port(), c = refusing_port();
+    int app[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, app) == 0);
+    loop l;
+    address_choice proxies({loopback(a), loopback(c)}, 1);
+    auto b =
+        bridge::client(l, app[1], "db.internal.corp", proxies, {&p.client_ctx, "db.internal.corp", "edge1.test", {}});
+    l.add_ticker([&](ms_t now) { return b->tick(now); });
+    CHECK(run_until(
+        l, [&] { return b->done(); }, 3000));
+    char buf[4];
+    CHECK(::recv(app[0], buf, sizeof buf, 0) <= 0); // the application's connection is closed
+    ::close(app[0]);
+    CHECK(b->error().find("no proxy address worked") != std::string::npos);
+    CHECK(b->error().find(loopback(a).str()) != std::string::npos);
+    CHECK(b->error().find(loopback(c).str()) != std::string::npos);
+    CHECK(proxies.down(0, l.now()));
+    CHECK(proxies.down(1, l.now()));
 }
