@@ -378,6 +378,15 @@ void shard::pair_flush(uint32_t i) noexcept {
     }
 }
 
+void shard::close_backend(conn& c) noexcept {
+    if (net::is_direct(c.backend_fd)) {
+        _ring->close_direct(c.backend_fd);
+    } else if (c.backend_fd >= 0) {
+        ::close(c.backend_fd);
+    }
+    c.backend_fd = -1;
+}
+
 bool shard::backend_down(const sockaddr_in6& a) const noexcept {
     uint64_t k = address_key(a);
     const down_entry& e = _down[k % down_capacity];
@@ -436,6 +445,16 @@ void shard::proxy_connect(uint32_t i) noexcept {
         return;
     }
     net::set_nodelay(c.backend_fd);
+    if (_direct) {
+        int handle = _ring->make_direct(c.backend_fd, i);
+        if (handle < 0) {
+            ::close(c.backend_fd);
+            c.backend_fd = -1;
+            close_conn(i, "cannot register the service socket");
+            return;
+        }
+        c.backend_fd = handle;
+    }
     uint32_t ms = sv.connect_timeout_ms ? sv.connect_timeout_ms : 3000;
     c.connect_timeout = {ms / 1000, static_cast<long long>(ms % 1000) * 1'000'000};
     socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
@@ -460,8 +479,7 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
         mark_backend_down(c.backend_addr);
         _log.warn("Proxy: cannot connect to service {} for {}: {}", format_backend(c.backend_addr, text),
                   c.cn_view(), cq.res == -ECANCELED ? "timed out" : std::strerror(-cq.res));
-        ::close(c.backend_fd);
-        c.backend_fd = -1;
+        close_backend(c);
         proxy_connect(i); // the next backend, or the refusal
         return;
     }
@@ -499,7 +517,11 @@ void shard::proxy_send_backend(uint32_t i) noexcept {
     c.c2b_len = c.c2b_sent = 0;
     if (c.client_eof && !c.backend_shut) {
         // The client finished sending: the service sees EOF, and may still answer.
-        ::shutdown(c.backend_fd, SHUT_WR);
+        if (net::is_direct(c.backend_fd)) {
+            _ring->shutdown(c.backend_fd, SHUT_WR);
+        } else {
+            ::shutdown(c.backend_fd, SHUT_WR);
+        }
         c.backend_shut = true;
         proxy_flush(i);
     }

@@ -69,6 +69,16 @@ bool shard::init(std::string& err) {
         !_ring->add_buffer_group(group_udp, 512, 4096, err)) {
         return false;
     }
+    // Service-side sockets live in the ring's file table, one slot per
+    // connection, so a tunnel costs one entry of the process's fd table, not
+    // two. The kernel TLS path splices with plain syscalls and keeps real fds.
+    if (!_o.proxy_listen.empty() && !_o.ktls) {
+        std::string why;
+        _direct = _ring->enable_direct(_o.max_connections, why);
+        if (!_direct) {
+            _log.warn("Proxy: service sockets use the process's fd table ({})", why);
+        }
+    }
     for (const auto& a : _o.dot_listen) {
         int fd = net::listen_tcp(a, 4096, err);
         if (fd < 0) {
@@ -879,9 +889,7 @@ void shard::maybe_free(uint32_t i) noexcept {
     pipe_release(c.up);
     pipe_release(c.down);
     ::close(c.fd);
-    if (c.backend_fd >= 0) {
-        ::close(c.backend_fd);
-    }
+    close_backend(c);
     if (c.b2c_pending) {
         _ring->recycle(group_tcp, static_cast<uint16_t>(c.b2c_pending - 1));
     }

@@ -237,6 +237,9 @@ private:
     bool pipe_acquire(conn::pipe_dir& d) noexcept;
     void pipe_release(conn::pipe_dir& d) noexcept;
     std::vector<std::pair<int, int>> _pipes; ///< idle pipes for splice, reused
+    /// Closes the service-side socket (a direct descriptor or a plain fd).
+    void close_backend(conn& c) noexcept;
+    bool _direct = false; ///< service-side sockets are direct descriptors (net::ring)
     /// Passive health: a backend that failed is skipped for a while.
     bool backend_down(const sockaddr_in6& a) const noexcept;
     void mark_backend_down(const sockaddr_in6& a) noexcept;

@@ -3,6 +3,7 @@
 
 #include <liburing.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -82,6 +83,50 @@ ring::~ring() {
     io_uring_queue_exit(_ring.get());
 }
 
+namespace {
+
+/// Points the request at the ring's file table when `fd` is a direct handle.
+void use_fd(io_uring_sqe* sqe, int fd) noexcept {
+    if (is_direct(fd)) {
+        sqe->fd = fd & ~direct_bit;
+        sqe->flags |= IOSQE_FIXED_FILE;
+    }
+}
+
+} // namespace
+
+bool ring::enable_direct(uint32_t slots, std::string& err) noexcept {
+    if (int rc = io_uring_register_files_sparse(_ring.get(), slots); rc < 0) {
+        err = fmt::format("cannot register a file table of {} slots: {}", slots, std::strerror(-rc));
+        return false;
+    }
+    return true;
+}
+
+int ring::make_direct(int fd, uint32_t slot) noexcept {
+    int rc = io_uring_register_files_update(_ring.get(), slot, &fd, 1);
+    if (rc < 0) {
+        return rc;
+    }
+    if (rc != 1) {
+        return -EINVAL;
+    }
+    ::close(fd);
+    return static_cast<int>(slot) | direct_bit;
+}
+
+void ring::close_direct(int handle) noexcept {
+    int none = -1;
+    io_uring_register_files_update(_ring.get(), static_cast<unsigned>(handle & ~direct_bit), &none, 1);
+}
+
+void ring::shutdown(int fd, int how) noexcept {
+    auto* sqe = next_sqe();
+    io_uring_prep_shutdown(sqe, fd, how);
+    use_fd(sqe, fd);
+    io_uring_sqe_set_data64(sqe, tag{op::none, 0, 0}.encode());
+}
+
 io_uring_sqe* ring::next_sqe() noexcept {
     io_uring_sqe* sqe = io_uring_get_sqe(_ring.get());
     if (!sqe) {
@@ -101,12 +146,14 @@ void ring::accept_multishot(int fd, tag t) noexcept {
 void ring::recv(int fd, void* buf, uint32_t len, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_recv(sqe, fd, buf, len, 0);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::recv_provided(int fd, uint16_t group, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_recv(sqe, fd, nullptr, 0, 0);
+    use_fd(sqe, fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = group;
     io_uring_sqe_set_data64(sqe, t.encode());
@@ -115,6 +162,7 @@ void ring::recv_provided(int fd, uint16_t group, tag t) noexcept {
 void ring::recv_multishot(int fd, uint16_t group, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_recv_multishot(sqe, fd, nullptr, 0, 0);
+    use_fd(sqe, fd);
     sqe->flags |= IOSQE_BUFFER_SELECT;
     sqe->buf_group = group;
     io_uring_sqe_set_data64(sqe, t.encode());
@@ -123,24 +171,28 @@ void ring::recv_multishot(int fd, uint16_t group, tag t) noexcept {
 void ring::send(int fd, const void* buf, uint32_t len, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::sendmsg(int fd, const msghdr* msg, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::recvmsg(int fd, msghdr* msg, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_recvmsg(sqe, fd, msg, 0);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::connect(int fd, const sockaddr* addr, uint32_t len, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_connect(sqe, fd, addr, len);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
@@ -151,6 +203,7 @@ void ring::connect_with_timeout(int fd, const sockaddr* addr, uint32_t len, tag 
     }
     auto* sqe = next_sqe();
     io_uring_prep_connect(sqe, fd, addr, len);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
     sqe->flags |= IOSQE_IO_LINK;
     auto* to = next_sqe();
@@ -172,7 +225,11 @@ void ring::cancel(tag target) noexcept {
 
 void ring::cancel_fd(int fd) noexcept {
     auto* sqe = next_sqe();
-    io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    if (is_direct(fd)) {
+        io_uring_prep_cancel_fd(sqe, fd & ~direct_bit, IORING_ASYNC_CANCEL_ALL | IORING_ASYNC_CANCEL_FD_FIXED);
+    } else {
+        io_uring_prep_cancel_fd(sqe, fd, IORING_ASYNC_CANCEL_ALL);
+    }
     io_uring_sqe_set_data64(sqe, tag{op::cancel, 0, 0}.encode());
 }
 
@@ -184,19 +241,27 @@ void ring::close(int fd) noexcept {
 
 void ring::splice(int fd_in, int fd_out, uint32_t len, tag t) noexcept {
     auto* sqe = next_sqe();
-    io_uring_prep_splice(sqe, fd_in, -1, fd_out, -1, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    if (is_direct(fd_in)) {
+        fd_in &= ~direct_bit;
+        flags |= SPLICE_F_FD_IN_FIXED;
+    }
+    io_uring_prep_splice(sqe, fd_in, -1, fd_out, -1, len, flags);
+    use_fd(sqe, fd_out);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::poll(int fd, uint32_t events, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_poll_add(sqe, fd, events);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
 void ring::read_eventfd(int fd, uint64_t* buf, tag t) noexcept {
     auto* sqe = next_sqe();
     io_uring_prep_read(sqe, fd, buf, sizeof *buf, 0);
+    use_fd(sqe, fd);
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 

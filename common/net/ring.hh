@@ -64,6 +64,16 @@ struct completion {
     uint16_t buffer_id() const noexcept;
 };
 
+/// A socket can live in the ring's own file table (a "direct descriptor")
+/// instead of the process's fd table, so it does not count against
+/// RLIMIT_NOFILE. Its handle is the table slot with this bit set; every
+/// request below takes such a handle wherever it takes an fd (not the kernel
+/// TLS path's plain syscalls: those need a real fd).
+inline constexpr int direct_bit = 1 << 30;
+constexpr bool is_direct(int fd) noexcept {
+    return fd >= 0 && (fd & direct_bit) != 0;
+}
+
 /// A kernel timespec that must outlive its timeout request.
 struct timeout_spec {
     int64_t tv_sec;
@@ -81,6 +91,17 @@ public:
 
     /// Whether the kernel has splice through io_uring (the kTLS fast path).
     bool has_splice() const noexcept { return _has_splice; }
+
+    // ---- direct descriptors ----
+    /// Registers an empty file table of `slots` entries. False and `err` when
+    /// the kernel cannot (then sockets stay in the process's fd table).
+    bool enable_direct(uint32_t slots, std::string& err) noexcept;
+    /// Moves socket `fd` into table slot `slot` and closes `fd`: returns the
+    /// handle, or -errno (and `fd` is still the caller's).
+    int make_direct(int fd, uint32_t slot) noexcept;
+    /// Empties the handle's slot at once (a syscall, so the slot can be reused
+    /// right away); the socket closes when no request holds it any more.
+    void close_direct(int handle) noexcept;
 
     // ---- requests (queued; submitted by wait()) ----
     void accept_multishot(int fd, tag t) noexcept;
@@ -100,6 +121,8 @@ public:
     void cancel(tag target) noexcept;
     void cancel_fd(int fd) noexcept;
     void close(int fd) noexcept;
+    /// shutdown(2) as a request (completes as op::none); for direct descriptors.
+    void shutdown(int fd, int how) noexcept;
     void splice(int fd_in, int fd_out, uint32_t len, tag t) noexcept;
     /// One-shot readiness: completes with the poll mask when `fd` has `events` (POLLIN, POLLOUT).
     void poll(int fd, uint32_t events, tag t) noexcept;
