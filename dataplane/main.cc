@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
         for (uint32_t i = 0; i < shards; ++i) {
             counters.push_back(new (page->block(i)) zt::dataplane::shard_counters());
         }
-        zt::table::holder holder(shards + 1);
+        zt::table::holder holder(shards + 2); // the shards, this thread, the health prober
         zt::table::subscriber sub(holder, {o.dir + "/table.sock"});
         sub.share_metrics(page->fd());
         if (zt::fs::exists(o.dir + "/route.table")) {
@@ -278,6 +278,8 @@ int main(int argc, char** argv) {
 
         zt::dataplane::shard_shared shared;
         shared.server_tls.store(contexts.back().get(), std::memory_order_release);
+        zt::dataplane::health_board health;
+        shared.health = &health;
         std::vector<std::unique_ptr<zt::dataplane::shard>> all;
         for (uint32_t i = 0; i < shards; ++i) {
             all.push_back(std::make_unique<zt::dataplane::shard>(i, so, shared, holder.add_reader(), *counters[i]));
@@ -324,6 +326,12 @@ int main(int argc, char** argv) {
             }
             throw std::runtime_error(shard_error);
         }
+        std::thread prober;
+        if (!so.proxy_listen.empty()) {
+            prober = std::thread([&health, &shared, r = holder.add_reader()]() mutable {
+                zt::dataplane::health_prober(health, std::move(r), {}).run(shared.stop);
+            });
+        }
         for (const auto& l : so.dot_listen) {
             zt::log::info("DNS: listening on {} (DoT, {} shards)", l.str(), shards);
         }
@@ -364,6 +372,9 @@ int main(int argc, char** argv) {
         }
         for (auto& t : threads) {
             t.join();
+        }
+        if (prober.joinable()) {
+            prober.join();
         }
         zt::metrics::view totals;
         if (auto e = totals.open(page->fd()); !e.empty()) {

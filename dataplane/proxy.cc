@@ -65,15 +65,6 @@ sniffed plaintext_name(std::span<const std::byte> bytes, char (&name)[254], uint
     return sniffed::none;
 }
 
-uint64_t address_key(const sockaddr_in6& a) noexcept {
-    uint64_t h = 0xcbf29ce484222325ull;
-    auto* p = reinterpret_cast<const uint8_t*>(&a);
-    for (size_t i = 0; i < sizeof a; ++i) {
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    }
-    return h | 1; // 0 marks an empty entry
-}
-
 std::string_view format_backend(const sockaddr_in6& a, char (&buf)[64]) noexcept {
     char host[INET6_ADDRSTRLEN] = "?";
     uint16_t port = 0;
@@ -390,7 +381,7 @@ void shard::close_backend(conn& c) noexcept {
 bool shard::backend_down(const sockaddr_in6& a) const noexcept {
     uint64_t k = address_key(a);
     const down_entry& e = _down[k % down_capacity];
-    return e.key == k && e.until_ms > _now_ms;
+    return (e.key == k && e.until_ms > _now_ms) || (_shared.health && _shared.health->down(k));
 }
 
 void shard::mark_backend_down(const sockaddr_in6& a) noexcept {
@@ -409,8 +400,8 @@ void shard::proxy_connect(uint32_t i) noexcept {
         return;
     }
     ++c.attempts;
-    // Weighted choice; a backend that failed in the last seconds is passed
-    // over while another one may be up (passive health).
+    // Weighted choice; a backend that failed in the last seconds, or that the
+    // active checks marked down, is passed over while another one may be up.
     const table::format::backend* b = nullptr;
     for (uint32_t pick = 0; pick < 2 * sv.backends.size() + 1; ++pick) {
         _rand ^= _rand << 13;
@@ -421,9 +412,7 @@ void shard::proxy_connect(uint32_t i) noexcept {
             break;
         }
         b = cand;
-        auto a = net::make_address(cand->addr, cand->family == table::format::family_ipv4 ? AF_INET : AF_INET6,
-                                   cand->port);
-        std::memcpy(&c.backend_addr, &a.storage, sizeof c.backend_addr);
+        c.backend_addr = backend_address(*cand);
         if (!backend_down(c.backend_addr)) {
             break;
         }

@@ -13,6 +13,7 @@
 #include "common/tls/tls.hh"
 #include "common/util/log.hh"
 #include "dataplane/counters.hh"
+#include "dataplane/health.hh"
 #include "dataplane/dns_cache.hh"
 #include "dataplane/pool.hh"
 
@@ -53,6 +54,8 @@ struct shard_shared {
     std::atomic<const tls::context*> server_tls{nullptr};
     std::atomic<bool> stop{false};
     uint32_t drain_ms = 3000; ///< how long open work may finish after stop
+    /// Verdicts of the active health checks (written by the prober thread only); may be null.
+    const health_board* health = nullptr;
 };
 
 class shard {
@@ -240,7 +243,8 @@ private:
     /// Closes the service-side socket (a direct descriptor or a plain fd).
     void close_backend(conn& c) noexcept;
     bool _direct = false; ///< service-side sockets are direct descriptors (net::ring)
-    /// Passive health: a backend that failed is skipped for a while.
+    /// A backend that failed is skipped for a while (passive health), and
+    /// one the active checks marked down (shard_shared::health).
     bool backend_down(const sockaddr_in6& a) const noexcept;
     void mark_backend_down(const sockaddr_in6& a) noexcept;
     void on_table_switch() noexcept;

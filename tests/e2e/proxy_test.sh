@@ -102,6 +102,33 @@ check_fails "a service that is down: the client's connection is closed" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" down.internal.corp ping
 check "and it is logged" grep -q "Proxy: cannot connect to service 127.0.0.1:$DOWN_PORT for $ALICE" "$T/dataplane.log"
 
+# ---- active health checks: a dead backend found before any client meets it ------------------------------------
+HC_UP=$(free_port) HC_DOWN=$(free_port)
+start hc-up python3 "$HERE/echo_server.py" "$HC_UP" up
+HC=$(add_service Checked "$HC_UP" checked.internal.corp)
+"$ZTDNS" --data-dir "$D" authorize "$ALICE" checked.internal.corp > /dev/null
+jq --arg s "$HC" --argjson up "$HC_UP" --argjson down "$HC_DOWN" \
+    '.[$s] |= (del(.host, .port) + {backends: [{host: "127.0.0.1", port: $up, weight: 1}, {host: "127.0.0.1", port: $down, weight: 1}], health_check: true})' \
+    "$D/routes.json" > "$T/routes.json" && cp "$T/routes.json" "$D/routes.json"
+check_output "a route with two backends and health_check: true is accepted" "Reloaded" "$ZTDNS" --data-dir "$D" reload
+check "the checks find the dead backend by themselves, before any client" \
+    wait_for 10 grep -q "Proxy: health check: service Checked backend 127.0.0.1:$HC_DOWN is down (Connection refused)" "$T/dataplane.log"
+check_fails "and not the live one" grep -q "backend 127.0.0.1:$HC_UP is down" "$T/dataplane.log"
+reached=0
+for _ in $(seq 20); do
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null | grep -q "^up" && reached=$((reached + 1))
+done
+check "20 tunnels in a row all reach the live backend" test "$reached" -eq 20
+check_fails "and none of them tried the dead one first" grep -q "cannot connect to service 127.0.0.1:$HC_DOWN" "$T/dataplane.log"
+start hc-down python3 "$HERE/echo_server.py" "$HC_DOWN" back
+check "a backend that comes back is marked up again" \
+    wait_for 10 grep -q "Proxy: health check: service Checked backend 127.0.0.1:$HC_DOWN is up again" "$T/dataplane.log"
+back=0
+for _ in $(seq 30); do
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null | grep -q "^back" && back=$((back + 1))
+done
+check "and takes its share of new tunnels ($back of 30)" test "$back" -gt 0 -a "$back" -lt 30
+
 # ---- revocation cuts open tunnels; a moved service takes new tunnels only ------------------------------------
 python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$D/bundles/$CAROL" echo.internal.corp hold 10 > "$T/hold.log" 2>&1 &
 _pids+=($!)
