@@ -227,8 +227,9 @@ class Harness:
 
     # ---- running the load generators ---------------------------------------------------------------------------
 
-    def run_load(self, tool, args, pids_fn, timeout, context):
-        """Runs a load generator on CPU 1; server CPU sampled at its measure_start/measure_end events."""
+    def run_load(self, tool, args, pids_fn, timeout, context, endpoint_pids_fn=lambda: []):
+        """Runs a load generator on CPU 1; server CPU (and a client-side endpoint's, kept in
+        self.last_endpoint_cpu) sampled at its measure_start/measure_end events."""
         binary = self.bin("zt-dotload" if tool == "dot" else "zt-proxyload")
         argv = ["taskset", "-c", CLIENT_CPU, binary] + args
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -238,8 +239,8 @@ class Harness:
         self.procs.note(p, argv)
         killer = threading.Timer(timeout, lambda: _killpg(p))
         killer.start()
-        lines, cpu0, cpu1, stat0, stat1 = [], None, None, None, None
-        pids = pids_fn()
+        lines, cpu0, cpu1, stat0, stat1, ep0, ep1 = [], None, None, None, None, None, None
+        pids, ep_pids = pids_fn(), endpoint_pids_fn()
         try:
             for raw in p.stdout:
                 raw = raw.strip()
@@ -251,9 +252,9 @@ class Harness:
                     continue
                 ev = obj.get("event")
                 if ev == "measure_start":
-                    cpu0, stat0 = procs.cpu_seconds(pids), procs.cpu_times()
+                    cpu0, ep0, stat0 = procs.cpu_seconds(pids), procs.cpu_seconds(ep_pids), procs.cpu_times()
                 elif ev == "measure_end":
-                    cpu1, stat1 = procs.cpu_seconds(pids), procs.cpu_times()
+                    cpu1, ep1, stat1 = procs.cpu_seconds(pids), procs.cpu_seconds(ep_pids), procs.cpu_times()
                 obj.update(context)
                 self.raw.write(json.dumps(obj) + "\n")
                 if ev is None:
@@ -268,6 +269,7 @@ class Harness:
             self.procs.started = [(n, q) for (n, q) in self.procs.started if q is not p]
         self.raw.flush()
         cpu = (cpu1 - cpu0) if (cpu0 is not None and cpu1 is not None and pids) else None
+        self.last_endpoint_cpu = (ep1 - ep0) if (ep0 is not None and ep1 is not None and ep_pids) else None
         self.last_busy = procs.busy_between(stat0, stat1) if cpu1 is not None else {}
         self.last_irq = procs.irq_between(stat0, stat1) if cpu1 is not None else {}
         return lines, cpu, p.returncode, err.strip()[-500:]
@@ -389,6 +391,8 @@ class Harness:
             return t.dot and not st["dot"]
         if not t.proxy or st["proxy"]:
             return False
+        if t.metrics is not None and spec["id"] not in t.metrics:
+            return False
         if spec.get("rsa"):
             return t.rsa and t.proxy_rsa_addr is not None
         return True
@@ -404,7 +408,7 @@ class Harness:
         timeout = prof["duration"] + prof["warmup"] + 40
         rsa = spec.get("rsa", False)
         lines, cpu, rc, err = self.run_load(spec["tool"], args, lambda: t.pids(rsa=rsa), timeout,
-                                            dict(target=t.name, metric_id=mid, rep=rep))
+                                            dict(target=t.name, metric_id=mid, rep=rep), t.endpoint_pids)
         by = {l.get("metric"): l for l in lines}
         main = by.get(spec["line"])
         rec = dict(metric=mid, target=t.name, rep=rep, ok=main is not None)
@@ -440,10 +444,15 @@ class Harness:
         if cpu is not None and ops:
             rec["cpu_s"] = cpu
             rec["cpu_us_per_op"] = cpu * 1e6 / ops
+        if self.last_endpoint_cpu is not None and ops:
+            rec["endpoint_cpu_s"] = self.last_endpoint_cpu
+            rec["endpoint_cpu_us_per_op"] = self.last_endpoint_cpu * 1e6 / ops
         self.records.append(rec)
         shown = ("p50 %.1f us, p99 %.1f us" % (rec.get("p50_us", 0), rec.get("p99_us", 0))) if spec.get("lat") \
             else "%s %s" % (fmt_num(rec["value"]), spec["unit"])
         cpu_txt = (", server CPU %.2f us/%s" % (rec["cpu_us_per_op"], spec["per"])) if "cpu_us_per_op" in rec else ""
+        if "endpoint_cpu_us_per_op" in rec:
+            cpu_txt += ", endpoint CPU %.2f us/%s" % (rec["endpoint_cpu_us_per_op"], spec["per"])
         err_txt = (", %d errors (%s)" % (rec["errors"], rec.get("first_error"))) if rec["errors"] else ""
         if rec.get("client_busy", 0) > 0.9:
             err_txt += ", CPU %s (load) %.0f%% busy" % (CLIENT_CPU, 100 * rec["client_busy"])
@@ -708,7 +717,7 @@ def main(argv):
             ap.error("unknown target(s) %s; known: %s" % (", ".join(unknown), ",".join(peers.ORDER)))
         names = [n for n in peers.ORDER if n in names]
     elif opts.smoke:
-        names = ["ztdns", "haproxy", "unbound", "direct"]
+        names = ["ztdns", "haproxy", "unbound", "ztdns-endpoint", "direct"]
     else:
         names = list(peers.ORDER)
     if os.cpu_count() < 2:

@@ -7,6 +7,7 @@ what it can enforce (client certificate required, CN allow-list), and which
 processes are the server (for CPU time and RSS).
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -120,6 +121,7 @@ class Target:
     plain = False          # the direct baseline: plain TCP to the backend
     requires_cert = False  # refuses a client without a certificate
     cn_filter = False      # refuses a certificate whose CN is not allowed
+    metrics = None         # ids of the only metrics this target is measured on (None: every one of its kind)
     notes = ()
 
     def __init__(self, ctx):
@@ -145,6 +147,10 @@ class Target:
 
     def pids(self, rsa=False):
         return procs.session_pids(self.proc.pid) if self.proc and self.proc.poll() is None else []
+
+    def endpoint_pids(self):
+        """Client-side processes of the target (pinned with the load generator): their CPU is reported apart."""
+        return []
 
     def version(self):
         return "?"
@@ -319,6 +325,7 @@ class Ztdns(Target):
 
     name, title = "ztdns", "ztdns"
     dot = proxy = rsa = requires_cert = cn_filter = True
+    proxy_address = ANSWER  # what DNS hands out for a private name (`ztdns init --proxy-address`)
     notes = ("ztdns-dataplane from the build dir, one shard (`shards: 1` in ztdns.json, and `--shards 1` when the "
              "binary takes it), `--log-queries off` (no peer logs each query), limits in ztdns.json raised for "
              "a benchmark where one CN carries all the load (%s); certificates from "
@@ -376,7 +383,7 @@ class Ztdns(Target):
         if os.path.exists(d):
             shutil.rmtree(d)
         inst = {"dir": d, "dot": procs.free_port(), "proxy": procs.free_port(), "admin": procs.free_port()}
-        self._cli(d, "init", "--proxy-address", ANSWER, "--server-name", "bench-edge",
+        self._cli(d, "init", "--proxy-address", self.proxy_address, "--server-name", "bench-edge",
                   "--dot-listen", "127.0.0.1:%d" % inst["dot"], "--proxy-listen", "127.0.0.1:%d" % inst["proxy"],
                   "--admin-listen", "127.0.0.1:%d" % inst["admin"],
                   "--upstream", "127.0.0.1:%d" % self._upstream(), "--key", key)
@@ -441,7 +448,8 @@ class Ztdns(Target):
             self.ctx.procs.stop(p)
             raise Unavailable("ztdns-dataplane %s: %s" % (why, procs.tail(log).strip()[-600:]))
 
-    def start(self):
+    def _start_main(self):
+        """The ECDSA P-256 appliance (set up the first time) and its data plane; returns the instance."""
         missing = self.missing()
         if missing:
             raise Unavailable("not built yet (%s missing in %s)" % (
@@ -451,6 +459,10 @@ class Ztdns(Target):
         main = self.inst["ecdsa-p256"]
         self._start_dataplane(main, "ecdsa-p256")
         self.proc = main["proc"]
+        return main
+
+    def start(self):
+        main = self._start_main()
         self.dot_addr = "127.0.0.1:%d" % main["dot"]
         self.proxy_addr = "127.0.0.1:%d" % main["proxy"]
         if self.ctx.want_rsa and self.rsa_status is None:
@@ -507,6 +519,92 @@ class Ztdns(Target):
         return procs.session_pids(p.pid) if p is not None and p.poll() is None else []
 
 
+class ZtdnsEndpoint(Ztdns):
+    """ztdns-endpoint on the client side of its own appliance (control + data plane, set up like ztdns's): the
+    application speaks plain TCP to the tunnel address the endpoint's stub answers, the endpoint carries it in
+    mTLS to the data plane's proxy, which connects to the backend."""
+
+    name, title = "ztdns-endpoint", "ztdns-endpoint + ztdns"
+    dot = rsa = requires_cert = cn_filter = False
+    proxy = plain = True  # the load generator speaks plain TCP, as for direct
+    metrics = ("proxy_pingpong_c1", "proxy_bulk_t1")
+    proxy_address = "127.0.0.1"  # the bundle's DoT server and proxy: the data plane's loopback listeners
+    tunnel_net = "127.77.0.0/16"
+    notes = ("its own appliance (`ztdns init --proxy-address 127.0.0.1`, so the bundle that `ztdns client add` "
+             "writes names the data plane's loopback DoT and proxy ports), ztdns-dataplane on CPU 0 as for ztdns; "
+             "ztdns-endpoint with that bundle pinned to **CPU 1** with the load generator and backends (it is a "
+             "client-side process), its DNS stub on a loopback high port (`--listen 127.0.0.1:PORT`: "
+             "/etc/resolv.conf is neither read nor written), tunnel addresses from " + tunnel_net + " asked of "
+             "the stub with dig; the load generator speaks plain TCP to the tunnel address (`zt-proxyload "
+             "--plain`, as for direct). Server CPU is the data plane's; the endpoint's is reported apart. Measured "
+             "on the 1-tunnel ping-pong and bulk metrics only",)
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        self.bin_endpoint = os.path.join(ctx.build, "tools", "endpoint", "ztdns-endpoint")
+        self.endpoint_proc = None
+        self.tunnel_addrs = {}  # service -> tunnel address
+
+    def version(self):
+        return "ztdns-endpoint + " + super().version()
+
+    def missing(self):
+        return super().missing() + ([] if os.access(self.bin_endpoint, os.X_OK) else [self.bin_endpoint])
+
+    def _upstream(self):
+        return self.ctx.dead_port  # only private names are asked: nothing is forwarded upstream
+
+    def start(self):
+        if shutil.which("dig") is None:
+            raise Unavailable("dig is not installed (bind9-dnsutils): it asks the endpoint's stub")
+        main = self._start_main()
+        try:
+            if not procs.wait_port(main["proxy"], 5, self.proc):
+                raise Unavailable("ztdns-dataplane does not listen on its proxy port")
+            stub = procs.free_port()
+            log = os.path.join(self.dir, "endpoint.log")
+            argv = [self.bin_endpoint, "--bundle", os.path.join(main["dir"], "bundles", main["cn_ok"]),
+                    "--listen", "127.0.0.1:%d" % stub, "--tunnel-net", self.tunnel_net]
+            self.endpoint_proc = self.ctx.procs.start("ztdns-endpoint", argv, cpu=self.ctx.client_cpu, log=log)
+            if not procs.wait_port(stub, 10, self.endpoint_proc):
+                raise Unavailable("ztdns-endpoint does not serve DNS on 127.0.0.1:%d: %s" % (
+                    stub, procs.tail(log).strip()[-600:]))
+            self.tunnel_addrs = {svc: self._tunnel_address(stub, svc + ".bench.test", log) for svc in SERVICES}
+        except Unavailable:
+            self.stop()  # nothing of a target that is not measured runs on the measured cores
+            raise
+        self.proxy_addr = self.backend_addr("echo")
+
+    def _tunnel_address(self, stub, name, log, timeout=15):
+        """Asks the stub, as an application would, until it answers a tunnel address (the proxy's address until
+        the endpoint has fetched the catalog of private zones)."""
+        net = ipaddress.ip_network(self.tunnel_net)
+        deadline = time.time() + timeout
+        answer = ""
+        while time.time() < deadline and self.endpoint_proc.poll() is None:
+            answer = procs.run_text(["dig", "@127.0.0.1", "-p", str(stub), "+short", "+time=1", "+tries=1", name],
+                                    timeout=5).strip()
+            first = answer.splitlines()[0] if answer else ""
+            if re.fullmatch(r"\d+\.\d+\.\d+\.\d+", first) and ipaddress.ip_address(first) in net:
+                return first
+            time.sleep(0.1)
+        raise Unavailable("the endpoint's stub answered no tunnel address for %s (last answer %r): %s" % (
+            name, answer, procs.tail(log).strip()[-600:]))
+
+    def backend_addr(self, service):
+        return "%s:%d" % (self.tunnel_addrs[service], self.ctx.backend_ports[service])
+
+    def endpoint_pids(self):
+        p = self.endpoint_proc
+        return procs.session_pids(p.pid) if p is not None and p.poll() is None else []
+
+    def stop(self):
+        if self.endpoint_proc is not None:
+            self.ctx.procs.stop(self.endpoint_proc)
+            self.endpoint_proc = None
+        super().stop()
+
+
 ALL = {"ztdns": Ztdns, "haproxy": Haproxy, "nginx": Nginx, "unbound": Unbound, "dnsdist": Dnsdist, "bind": Bind,
-       "direct": Direct}
-ORDER = ["ztdns", "haproxy", "nginx", "unbound", "dnsdist", "bind", "direct"]
+       "ztdns-endpoint": ZtdnsEndpoint, "direct": Direct}
+ORDER = ["ztdns", "haproxy", "nginx", "unbound", "dnsdist", "bind", "ztdns-endpoint", "direct"]

@@ -114,7 +114,8 @@ class Report:
         self.w("|---|---|---|---|---|")
         for n in self.order:
             st = self.res["targets"][n]
-            dot = "-" if n in ("haproxy", "nginx", "direct") else ("measured" if not st["dot"] else st["dot"])
+            no_dot = n in ("haproxy", "nginx", "ztdns-endpoint", "direct")
+            dot = "-" if no_dot else ("measured" if not st["dot"] else st["dot"])
             proxy = "-" if n in ("unbound", "dnsdist", "bind") else ("measured" if not st["proxy"] else st["proxy"])
             if n == "ztdns" and st.get("start") and "not built yet" in st["start"]:
                 dot = proxy = "**ztdns: not built yet**"
@@ -268,7 +269,7 @@ class Report:
         zc = self.stat(mid, "ztdns", "cpu_us_per_op")
         parts = []
         for t in targets:
-            if t in ("ztdns", "direct"):  # direct is no TLS peer: the p50 added over it is given above
+            if t in ("ztdns", "ztdns-endpoint", "direct"):  # no TLS peers: what they add is given above
                 continue
             figs = []
             for label, key in keys:
@@ -370,6 +371,51 @@ class Report:
         for r in rows:
             self.w(r)
         self.w()
+
+    def endpoint(self):
+        """Issue 5: what ztdns-endpoint + the proxy add to a request/response over plain TCP, next to what the
+        proxy alone adds, and one tunnel's bulk rate with the CPU of the data plane and of the endpoint."""
+        e, z, d = "ztdns-endpoint", "ztdns", "direct"
+        if not (self.recs("proxy_pingpong_c1", e) or self.recs("proxy_bulk_t1", e)):
+            return
+        s = self.stat
+        cols = [(d, "direct (plain TCP)"), (z, "ztdns proxy alone (mTLS from the client)"),
+                (e, "ztdns-endpoint + ztdns proxy (plain TCP into the endpoint)")]
+        self.w("## ztdns-endpoint + proxy vs direct (issue 5)")
+        self.w()
+        self.w("The application (the load generator, `zt-proxyload --plain`) connects in plain TCP to the tunnel "
+               "address that the endpoint's DNS stub answered; the endpoint (CPU 1, with the load generator and "
+               "backends) carries the connection in mTLS to the data plane (CPU 0), which connects to the backend. "
+               "Medians over the repetitions; server CPU is the data plane's (zt-echo's for direct), endpoint CPU "
+               "is ztdns-endpoint's, both per operation of the measured window.")
+        self.w()
+        self.w("| | " + " | ".join(title for _, title in cols) + " | endpoint + proxy minus direct |")
+        self.w("|---|" + "---|" * (len(cols) + 1))
+
+        def row(label, metric, key, diff=True):
+            vals = [s(metric, t, key) for t, _ in cols]
+            added = "+" + fmt(vals[2] - vals[0]) if diff and vals[0] is not None and vals[2] is not None else ""
+            self.w("| %s | %s | %s |" % (label, " | ".join(fmt(v) for v in vals), added))
+
+        row("64 B ping-pong, 1 tunnel: p50 us", "proxy_pingpong_c1", "p50_us")
+        row("64 B ping-pong, 1 tunnel: p99 us", "proxy_pingpong_c1", "p99_us")
+        row("server CPU us per round trip", "proxy_pingpong_c1", "cpu_us_per_op", diff=False)
+        row("endpoint CPU us per round trip", "proxy_pingpong_c1", "endpoint_cpu_us_per_op", diff=False)
+        row("bulk download, 1 tunnel: MB/s", "proxy_bulk_t1", "value", diff=False)
+        row("server CPU us per MB", "proxy_bulk_t1", "cpu_us_per_op", diff=False)
+        row("endpoint CPU us per MB", "proxy_bulk_t1", "endpoint_cpu_us_per_op", diff=False)
+        self.w()
+        ze, zz, zd = (s("proxy_pingpong_c1", t, "p50_us") for t in (e, z, d))
+        if ze is not None and zd is not None:
+            self.w("Added p50 latency over direct: endpoint + proxy **+%s us**%s." % (
+                fmt(ze - zd), (", proxy alone +%s us: the endpoint's own share is +%s us" % (
+                    fmt(zz - zd), fmt(ze - zz))) if zz is not None else ""))
+            self.w()
+        busy = med([r.get("client_busy") for r in self.recs("proxy_bulk_t1", e)])
+        if busy is not None and busy > 0.9:
+            self.w("> The endpoint shares CPU 1 with the load generator and the backends, which was %.0f%% busy "
+                   "during its bulk runs: that rate is CPU 1's limit; compare the CPU per MB." % (100 * busy))
+            self.w()
 
     def summary(self, specs):
         """One table, metrics x targets, medians: what bench/README.md quotes."""
@@ -524,6 +570,7 @@ class Report:
             specs.insert(i + 1, half)
         self.summary(specs)
         self.goals()
+        self.endpoint()
         self.w("## Results")
         self.w()
         for spec in specs:

@@ -16,7 +16,7 @@ for b in zt-dotload zt-proxyload zt-echo; do
 done
 ok "load generators built"
 
-ZT_BUILD=$ZT_BUILD timeout 300 "$top/bench/run" --smoke --targets ztdns,haproxy,nginx,unbound,dnsdist,bind,direct \
+ZT_BUILD=$ZT_BUILD timeout 300 "$top/bench/run" --smoke --targets ztdns,ztdns-endpoint,haproxy,nginx,unbound,dnsdist,bind,direct \
     --out "$out" > "$T/run.log" 2>&1
 rc=$?
 case $rc in
@@ -49,12 +49,12 @@ for c in checks:
     else:
         print("skip %s (%s: %s)" % (desc, c["status"], c["detail"]))
 targets = res["targets"]
-for name in ("haproxy", "nginx", "unbound", "dnsdist", "bind", "direct", "ztdns"):
+for name in ("haproxy", "nginx", "unbound", "dnsdist", "bind", "direct", "ztdns", "ztdns-endpoint"):
     st = targets.get(name, {})
     good = sorted({r["metric"] for r in res["records"] if r["target"] == name and r.get("ok")})
     bad = sorted({r["metric"] for r in res["records"] if r["target"] == name and not r.get("ok")})
-    if name == "ztdns" and st.get("start") and "not built yet" in st["start"]:
-        print("skip ztdns measured (not built yet)")
+    if name.startswith("ztdns") and st.get("start") and "not built yet" in st["start"]:
+        print("skip %s measured (not built yet)" % name)
         continue
     if st.get("start"):
         print("not ok %s starts (%s)" % (name, st["start"].replace("\n", " ")[:300]))
