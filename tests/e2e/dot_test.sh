@@ -21,6 +21,12 @@ check_output "AAAA of a name with only A records is NODATA with the zone's SOA" 
 check_output "a name under the zone without records is NXDOMAIN" 'status: NXDOMAIN' dot "$ALICE" nothere.db.internal.corp A
 check_output "names are case-insensitive" '203\.0\.113\.50' dot "$ALICE" DB.Internal.CORP A
 check "the log has the seed's line" wait_for 3 grep -q "DNS: $ALICE queried db.internal.corp → 203.0.113.50" "$T/dataplane.log"
+# OpenSSL clients (dig, curl, python) offer an X25519 key share first: taken as offered, no HelloRetryRequest.
+hello() { local b=$D/bundles/$ALICE; timeout 5 openssl s_client -connect "127.0.0.1:$DOT_PORT" -cert "$b/cert.pem" -key "$b/key.pem" -CAfile "$b/ca.crt" -servername edge1.test -msg < /dev/null 2>&1; }
+hello > "$T/hello.out"
+check "an OpenSSL client's handshake takes one ClientHello (no HelloRetryRequest round trip)" \
+    test "$(grep -c 'Handshake .*, ClientHello' "$T/hello.out")" -eq 1
+check "and X25519 for the key exchange" grep -q "Server Temp Key: X25519" "$T/hello.out"
 check_output "kdig (Knot) with a client certificate gets the same answer" '203\.0\.113\.50' \
     kdig @127.0.0.1 -p "$DOT_PORT" +tls +tls-ca="$D/bundles/$ALICE/ca.crt" +tls-hostname=edge1.test \
     +tls-certfile="$D/bundles/$ALICE/cert.pem" +tls-keyfile="$D/bundles/$ALICE/key.pem" +time=3 +retry=0 db.internal.corp A
