@@ -33,13 +33,17 @@ namespace {
 
 constexpr std::string_view usage = R"(usage: ztdns-dataplane [--data-dir DIR] [--shards N] [--dot-listen ADDR:PORT ...]
                        [--proxy-listen ADDR:PORT ...] [--upstream ADDR:PORT ...]
-                       [--ktls auto|on|off] [--log-queries on|off] [--log-level LEVEL]
-                       [--no-control]
+                       [--ktls auto|on|off] [--busy-poll-us N] [--log-queries on|off]
+                       [--log-level LEVEL] [--no-control]
 
 Serves DNS over TLS and the TLS proxy (mutual TLS, client certificates from
 the data dir's CA) with the route table from ztdns-control (DIR/table.sock)
 or, without it, the last table file (DIR/route.table). Listen addresses,
 upstreams and limits come from DIR/ztdns.json; the options override them.
+--busy-poll-us N: after a loop turn with work, a shard polls for new
+completions for up to N microseconds (default 50) before it sleeps, so a
+reply that comes back meanwhile is seen without waking an idle core; an idle
+shard never polls; 0 turns it off.
 SIGTERM stops gracefully.
 )";
 
@@ -52,6 +56,7 @@ struct options {
     bool log_queries = true;
     bool use_control = true;
     std::string ktls = "auto"; ///< auto | on | off
+    uint32_t busy_poll_us = 50;
 };
 
 bool parse_args(int argc, char** argv, options& o) {
@@ -88,6 +93,15 @@ bool parse_args(int argc, char** argv, options& o) {
                 std::fprintf(stderr, "ztdns-dataplane: --ktls %s: expected auto, on or off\n", o.ktls.c_str());
                 std::exit(2);
             }
+        } else if (a == "--busy-poll-us") {
+            std::string v = value();
+            char* end = nullptr;
+            unsigned long us = std::strtoul(v.c_str(), &end, 10);
+            if (v.empty() || *end != '\0' || us > 10000) {
+                std::fprintf(stderr, "ztdns-dataplane: --busy-poll-us %s: expected 0 to 10000\n", v.c_str());
+                std::exit(2);
+            }
+            o.busy_poll_us = static_cast<uint32_t>(us);
         } else if (a == "--no-control") {
             o.use_control = false;
         } else if (a == "-h" || a == "--help") {
@@ -188,6 +202,7 @@ int main(int argc, char** argv) {
         }
         zt::dataplane::shard_options so;
         so.ktls = so_ktls;
+        so.busy_poll_us = o.busy_poll_us;
         so.shard_count = shards;
         so.server_name = a.server_name;
         so.max_connections = a.limits.max_connections_per_shard;

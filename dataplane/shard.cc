@@ -64,6 +64,7 @@ bool shard::init(std::string& err) {
     if (!_ring) {
         return false;
     }
+    _ring->set_busy_poll(_o.busy_poll_us);
     uint32_t recv_buffers = 1024;
     if (!_ring->add_buffer_group(group_tcp, recv_buffers, recv_buffer_size, err) ||
         !_ring->add_buffer_group(group_udp, 512, 4096, err)) {

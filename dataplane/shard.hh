@@ -45,6 +45,7 @@ struct shard_options {
     uint32_t sniff_timeout_ms = 5000; ///< for the first plaintext bytes when there is no SNI
     bool ktls = false;                ///< hand tunnels to kernel TLS (probed at start, --ktls)
     uint32_t shard_count = 1;         ///< told to service endpoints, so they keep each shard supplied
+    uint32_t busy_poll_us = 0;        ///< net::ring::set_busy_poll
 };
 
 /// Shared, read-only after start: the TLS context and the stop flag.

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 #include <fmt/format.h>
 
@@ -270,6 +271,22 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
     if (io_uring_cq_ready(_ring.get()) > 0) {
         io_uring_submit(_ring.get());
         return;
+    }
+    if (_busy && _busy_poll_ns > 0) {
+        auto now_ns = [] {
+            timespec t{};
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            return uint64_t(t.tv_sec) * 1'000'000'000u + uint64_t(t.tv_nsec);
+        };
+        io_uring_submit(_ring.get());
+        const uint64_t until = now_ns() + _busy_poll_ns;
+        do {
+            // Runs the ring's deferred work, which posts what has completed.
+            io_uring_get_events(_ring.get());
+            if (io_uring_cq_ready(_ring.get()) > 0) {
+                return;
+            }
+        } while (now_ns() < until);
     }
     __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
     io_uring_submit_and_wait_timeout(_ring.get(), &cqe, 1, &ts, nullptr);

@@ -129,6 +129,12 @@ public:
     /// Reads the eventfd `fd` into `buf` (8 bytes) to wake the loop from another thread.
     void read_eventfd(int fd, uint64_t* buf, tag t) noexcept;
 
+    /// After a turn that had completions, wait() first polls for new ones
+    /// for up to `us` microseconds before it sleeps: a message that arrives
+    /// meanwhile is seen without the wake-up of an idle core (tens of
+    /// microseconds in a VM). An idle ring never polls. 0: off.
+    void set_busy_poll(uint32_t us) noexcept { _busy_poll_ns = uint64_t(us) * 1000; }
+
     /// Submits what is queued and waits up to `timeout_ms` for at least one
     /// completion; then calls `f(const completion&)` for each and returns the count.
     template <typename F>
@@ -140,6 +146,7 @@ public:
             f(c);
             ++n;
         }
+        _busy = n > 0;
         return n;
     }
 
@@ -167,6 +174,8 @@ private:
     std::unique_ptr<io_uring> _ring;
     group_state _groups[4];
     bool _has_splice = false;
+    uint64_t _busy_poll_ns = 0;
+    bool _busy = false; ///< the last wait() had completions
 };
 
 } // namespace zt::net
