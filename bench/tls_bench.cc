@@ -1,0 +1,209 @@
+// Micro-benchmarks of what one new mutual-TLS connection costs the server in
+// user space, without sockets: the server's side of a TLS 1.3 handshake with a
+// client certificate (ECDSA P-256 certificates from our CA; the client's key
+// share P-256, as wolfSSL clients send it, or X25519, as OpenSSL clients do),
+// and the public-key operations it is made of. Only the server's calls are
+// timed (manual time), so these are the floor under bench/run's "server CPU
+// per new connection", which adds the kernel's TCP work.
+#include "common/tls/tls.hh"
+#include "control/ca/ca.hh"
+
+#include <benchmark/benchmark.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/curve25519.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+
+using namespace zt;
+
+namespace {
+
+struct side {
+    tls::session s;
+    std::array<std::byte, 32768> storage;
+    tls::out_buffer out{storage.data(), static_cast<uint32_t>(storage.size()), 0};
+    std::vector<std::byte> inbox;
+};
+
+void deliver(side& from, side& to) {
+    to.inbox.insert(to.inbox.end(), from.out.data, from.out.data + from.out.length);
+    from.out.length = 0;
+}
+
+/// One step of one side: feed what arrived, run the handshake, keep what it did not take.
+tls::status step(side& x) {
+    x.s.feed(std::span<const std::byte>(x.inbox.data(), x.inbox.size()));
+    tls::status st = x.s.handshake();
+    x.inbox.erase(x.inbox.begin(), x.inbox.end() - static_cast<ptrdiff_t>(x.s.input_left()));
+    return st;
+}
+
+struct pki {
+    control::ca::authority ca = control::ca::authority::create(config::key_type::ecdsa_p256, 30);
+    control::ca::issued server = ca.issue_server("edge1.test", {"127.0.0.1"}, config::key_type::ecdsa_p256, 30);
+    control::ca::issued client = ca.issue_endpoint(config::endpoint_kind::client, "alice", config::key_type::ecdsa_p256,
+                                                   30, [](const std::string&) { return false; });
+    tls::context server_ctx, client_ctx;
+    pki() {
+        tls::init();
+        std::string err;
+        server_ctx = tls::context::create({true, server.cert_pem, server.key_pem, ca.cert_pem(), true, false}, err);
+        client_ctx = tls::context::create({false, client.cert_pem, client.key_pem, ca.cert_pem(), true, false}, err);
+        if (!server_ctx.valid() || !client_ctx.valid()) {
+            std::fprintf(stderr, "tls_bench: %s\n", err.c_str());
+            std::abort();
+        }
+    }
+};
+
+pki& shared_pki() {
+    static pki p;
+    return p;
+}
+
+void server_handshake(benchmark::State& state, int key_share) {
+    pki& p = shared_pki();
+    using clock = std::chrono::steady_clock;
+    for (auto _ : state) {
+        side server, client;
+        client.s.start(p.client_ctx, &client.out, "edge1.test");
+        server.s.start(p.server_ctx, &server.out);
+        wolfSSL_UseKeyShare(client.s.raw(), static_cast<word16>(key_share));
+        clock::duration server_time{};
+        tls::status cst = tls::status::want_read, sst = tls::status::want_read;
+        for (int round = 0; round < 10 && (cst != tls::status::done || sst != tls::status::done); ++round) {
+            if (cst != tls::status::done) {
+                cst = step(client);
+            }
+            deliver(client, server);
+            if (sst != tls::status::done) {
+                auto t0 = clock::now();
+                sst = step(server);
+                server_time += clock::now() - t0;
+            }
+            deliver(server, client);
+            if (cst == tls::status::failed || sst == tls::status::failed) {
+                state.SkipWithError("handshake failed");
+                return;
+            }
+        }
+        if (server.s.peer_cn() != p.client.cn) {
+            state.SkipWithError("no client CN");
+            return;
+        }
+        state.SetIterationTime(std::chrono::duration<double>(server_time).count());
+    }
+}
+
+void BM_server_mtls13_handshake_p256_share(benchmark::State& state) {
+    server_handshake(state, WOLFSSL_ECC_SECP256R1);
+}
+BENCHMARK(BM_server_mtls13_handshake_p256_share)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+void BM_server_mtls13_handshake_x25519_share(benchmark::State& state) {
+    server_handshake(state, WOLFSSL_ECC_X25519);
+}
+BENCHMARK(BM_server_mtls13_handshake_x25519_share)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- the public-key operations a server does per handshake ----
+
+struct ecc_keys {
+    WC_RNG rng;
+    ecc_key a, b;
+    ecc_keys() {
+        wc_InitRng(&rng);
+        wc_ecc_init(&a);
+        wc_ecc_init(&b);
+        wc_ecc_make_key(&rng, 32, &a);
+        wc_ecc_make_key(&rng, 32, &b);
+        wc_ecc_set_rng(&a, &rng);
+    }
+    ~ecc_keys() {
+        wc_ecc_free(&a);
+        wc_ecc_free(&b);
+        wc_FreeRng(&rng);
+    }
+};
+
+void BM_p256_keygen(benchmark::State& state) {
+    WC_RNG rng;
+    wc_InitRng(&rng);
+    for (auto _ : state) {
+        ecc_key k;
+        wc_ecc_init(&k);
+        benchmark::DoNotOptimize(wc_ecc_make_key(&rng, 32, &k));
+        wc_ecc_free(&k);
+    }
+    wc_FreeRng(&rng);
+}
+BENCHMARK(BM_p256_keygen)->Unit(benchmark::kMicrosecond);
+
+void BM_p256_ecdh(benchmark::State& state) {
+    ecc_keys k;
+    byte secret[32];
+    for (auto _ : state) {
+        word32 len = sizeof secret;
+        benchmark::DoNotOptimize(wc_ecc_shared_secret(&k.a, &k.b, secret, &len));
+    }
+}
+BENCHMARK(BM_p256_ecdh)->Unit(benchmark::kMicrosecond);
+
+void BM_p256_ecdsa_sign(benchmark::State& state) {
+    ecc_keys k;
+    byte hash[32] = {1, 2, 3};
+    byte sig[80];
+    for (auto _ : state) {
+        word32 len = sizeof sig;
+        benchmark::DoNotOptimize(wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &k.rng, &k.a));
+    }
+}
+BENCHMARK(BM_p256_ecdsa_sign)->Unit(benchmark::kMicrosecond);
+
+void BM_p256_ecdsa_verify(benchmark::State& state) {
+    ecc_keys k;
+    byte hash[32] = {1, 2, 3};
+    byte sig[80];
+    word32 len = sizeof sig;
+    wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &k.rng, &k.a);
+    for (auto _ : state) {
+        int ok = 0;
+        benchmark::DoNotOptimize(wc_ecc_verify_hash(sig, len, hash, sizeof hash, &ok, &k.a));
+        if (!ok) {
+            state.SkipWithError("signature did not verify");
+            return;
+        }
+    }
+}
+BENCHMARK(BM_p256_ecdsa_verify)->Unit(benchmark::kMicrosecond);
+
+void BM_x25519_keygen_and_shared(benchmark::State& state) {
+    WC_RNG rng;
+    wc_InitRng(&rng);
+    curve25519_key peer;
+    wc_curve25519_init(&peer);
+    wc_curve25519_make_key(&rng, 32, &peer);
+    byte secret[32];
+    for (auto _ : state) {
+        curve25519_key k;
+        wc_curve25519_init(&k);
+        wc_curve25519_make_key(&rng, 32, &k);
+        word32 len = sizeof secret;
+        benchmark::DoNotOptimize(wc_curve25519_shared_secret(&k, &peer, secret, &len));
+        wc_curve25519_free(&k);
+    }
+    wc_curve25519_free(&peer);
+    wc_FreeRng(&rng);
+}
+BENCHMARK(BM_x25519_keygen_and_shared)->Unit(benchmark::kMicrosecond);
+
+} // namespace
+
+BENCHMARK_MAIN();
