@@ -7,6 +7,7 @@
 // per new connection", which adds the kernel's TCP work.
 #include "common/tls/tls.hh"
 #include "control/ca/ca.hh"
+#include "tests/support/tls_memory.hh"
 
 #include <benchmark/benchmark.h>
 #include <wolfssl/options.h>
@@ -25,26 +26,6 @@
 using namespace zt;
 
 namespace {
-
-struct side {
-    tls::session s;
-    std::array<std::byte, 32768> storage;
-    tls::out_buffer out{storage.data(), static_cast<uint32_t>(storage.size()), 0};
-    std::vector<std::byte> inbox;
-};
-
-void deliver(side& from, side& to) {
-    to.inbox.insert(to.inbox.end(), from.out.data, from.out.data + from.out.length);
-    from.out.length = 0;
-}
-
-/// One step of one side: feed what arrived, run the handshake, keep what it did not take.
-tls::status step(side& x) {
-    x.s.feed(std::span<const std::byte>(x.inbox.data(), x.inbox.size()));
-    tls::status st = x.s.handshake();
-    x.inbox.erase(x.inbox.begin(), x.inbox.end() - static_cast<ptrdiff_t>(x.s.input_left()));
-    return st;
-}
 
 struct pki {
     control::ca::authority ca = control::ca::authority::create(config::key_type::ecdsa_p256, 30);
@@ -71,29 +52,15 @@ pki& shared_pki() {
 
 void server_handshake(benchmark::State& state, int key_share) {
     pki& p = shared_pki();
-    using clock = std::chrono::steady_clock;
     for (auto _ : state) {
-        side server, client;
+        testing::tls_side server, client;
         client.s.start(p.client_ctx, &client.out, "edge1.test");
         server.s.start(p.server_ctx, &server.out);
         wolfSSL_UseKeyShare(client.s.raw(), static_cast<word16>(key_share));
-        clock::duration server_time{};
-        tls::status cst = tls::status::want_read, sst = tls::status::want_read;
-        for (int round = 0; round < 10 && (cst != tls::status::done || sst != tls::status::done); ++round) {
-            if (cst != tls::status::done) {
-                cst = step(client);
-            }
-            deliver(client, server);
-            if (sst != tls::status::done) {
-                auto t0 = clock::now();
-                sst = step(server);
-                server_time += clock::now() - t0;
-            }
-            deliver(server, client);
-            if (cst == tls::status::failed || sst == tls::status::failed) {
-                state.SkipWithError("handshake failed");
-                return;
-            }
+        std::chrono::steady_clock::duration server_time{};
+        if (!testing::handshake(server, client, &server_time)) {
+            state.SkipWithError("handshake failed");
+            return;
         }
         if (server.s.peer_cn() != p.client.cn) {
             state.SkipWithError("no client CN");

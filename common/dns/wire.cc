@@ -181,6 +181,19 @@ rr_view read_rr(const uint8_t* msg, size_t size, size_t pos) noexcept {
     return {name_status::ok, pos, n.end, get16(f), get32(f + 4), rdata, rdlen, rdata + rdlen};
 }
 
+/// The offset just after the question section, or 0 when a question is cut short.
+size_t skip_questions(const uint8_t* msg, size_t size, const header& h) noexcept {
+    size_t pos = header_size;
+    for (size_t i = 0; i < h.qdcount; ++i) {
+        const name_span n = skip_name(msg, size, pos);
+        if (n.status != name_status::ok || size - n.end < 4) {
+            return 0;
+        }
+        pos = n.end + 4;
+    }
+    return pos;
+}
+
 name_error to_name_error(name_status s) noexcept {
     switch (s) {
     case name_status::ok:
@@ -788,13 +801,9 @@ ttl_result response_cache_ttl(std::span<const std::byte> resp, uint32_t floor, u
     }
     const uint8_t* msg = bytes_of(resp);
     const header h = header_at(msg);
-    size_t pos = header_size;
-    for (size_t i = 0; i < h.qdcount; ++i) {
-        const name_span n = skip_name(msg, size, pos);
-        if (n.status != name_status::ok || size - n.end < 4) {
-            return r;
-        }
-        pos = n.end + 4;
+    size_t pos = skip_questions(msg, size, h);
+    if (pos == 0) {
+        return r;
     }
     uint32_t min_ttl = 0xffffffff;
     uint32_t soa_minimum = 0xffffffff;
@@ -854,13 +863,9 @@ bool decrement_ttls(std::span<std::byte> msg_span, uint32_t elapsed) noexcept {
     }
     uint8_t* msg = bytes_of(msg_span);
     const header h = header_at(msg);
-    size_t pos = header_size;
-    for (size_t i = 0; i < h.qdcount; ++i) {
-        const name_span n = skip_name(msg, size, pos);
-        if (n.status != name_status::ok || size - n.end < 4) {
-            return false;
-        }
-        pos = n.end + 4;
+    size_t pos = skip_questions(msg, size, h);
+    if (pos == 0) {
+        return false;
     }
     const size_t records = size_t{h.ancount} + h.nscount + h.arcount;
     for (size_t i = 0; i < records; ++i) {
@@ -884,13 +889,9 @@ size_t pad_response(std::span<std::byte> buf, size_t len, uint16_t udp_payload_s
     }
     uint8_t* msg = bytes_of(buf);
     const header h = header_at(msg);
-    size_t pos = header_size;
-    for (size_t i = 0; i < h.qdcount; ++i) {
-        const name_span n = skip_name(msg, len, pos);
-        if (n.status != name_status::ok || len - n.end < 4) {
-            return len;
-        }
-        pos = n.end + 4;
+    size_t pos = skip_questions(msg, len, h);
+    if (pos == 0) {
+        return len;
     }
     const size_t records = size_t{h.ancount} + h.nscount + h.arcount;
     rr_view last{};

@@ -5,9 +5,12 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/types.h>
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 namespace zt::table::channel {
 
@@ -57,5 +60,23 @@ static_assert(sizeof(metrics_msg) == 16);
 /// The seals the publisher sets and a subscriber requires before it maps a
 /// table: no write, no resize (so no SIGBUS), and no change of seals.
 inline constexpr int required_seals = F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL;
+
+/// Sends one message with one fd (SCM_RIGHTS), without blocking: sendmsg's
+/// result (the message's size, or -1 with errno).
+inline ssize_t send_with_fd(int sock, const void* message, size_t size, int fd) noexcept {
+    iovec iov{const_cast<void*>(message), size};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    return ::sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
 
 } // namespace zt::table::channel

@@ -347,19 +347,7 @@ void subscriber::flush_metrics() {
         return;
     }
     channel::metrics_msg m;
-    iovec iov{&m, sizeof m};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &_metrics_fd, sizeof(int));
-    ssize_t n = ::sendmsg(_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = channel::send_with_fd(_fd, &m, sizeof m, _metrics_fd);
     if (n == ssize_t(sizeof m)) {
         _metrics_pending = false;
     } else if (n < 0 && errno != EAGAIN && errno != EINTR) {

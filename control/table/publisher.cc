@@ -232,19 +232,7 @@ void publisher::send_current(conn& c) {
     ch::table_msg m;
     m.generation = _generation;
     m.size = _size;
-    iovec iov{&m, sizeof m};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(cm), &_memfd, sizeof(int));
-    ssize_t n = ::sendmsg(c.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    ssize_t n = ch::send_with_fd(c.fd, &m, sizeof m, _memfd);
     if (n == ssize_t(sizeof m)) {
         c.want_send = false;
         c.in_flight = true;

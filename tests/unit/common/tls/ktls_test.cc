@@ -5,6 +5,7 @@
 // accepted by the peer's wolfSSL. The real kernel path runs in tests/vm.
 #include "common/tls/ktls.hh"
 #include "common/tls/tls.hh"
+#include "tests/support/tls_memory.hh"
 #include "control/ca/ca.hh"
 
 #include <wolfssl/options.h>
@@ -27,52 +28,11 @@ namespace kt = zt::tls::ktls;
 
 namespace {
 
-struct side {
-    tls::session s;
-    std::array<std::byte, 65536> out_storage;
-    tls::out_buffer out{out_storage.data(), static_cast<uint32_t>(out_storage.size()), 0};
-    std::vector<std::byte> inbox;
-};
-
-void pump(side& a, side& b) {
-    b.inbox.insert(b.inbox.end(), a.out.data, a.out.data + a.out.length);
-    a.out.length = 0;
-    a.inbox.insert(a.inbox.end(), b.out.data, b.out.data + b.out.length);
-    b.out.length = 0;
-}
-
-void feed(side& x) {
-    x.s.feed(std::span<const std::byte>(x.inbox.data(), x.inbox.size()));
-}
-
-void consume(side& x) {
-    x.inbox.erase(x.inbox.begin(), x.inbox.end() - static_cast<ptrdiff_t>(x.s.input_left()));
-}
-
-bool handshake(side& server, side& client) {
-    tls::status sst = tls::status::want_read, cst = tls::status::want_read;
-    for (int round = 0; round < 20; ++round) {
-        if (cst != tls::status::done) {
-            feed(client);
-            cst = client.s.handshake();
-            consume(client);
-        }
-        pump(client, server);
-        if (sst != tls::status::done) {
-            feed(server);
-            sst = server.s.handshake();
-            consume(server);
-        }
-        pump(server, client);
-        if (sst == tls::status::failed || cst == tls::status::failed) {
-            return false;
-        }
-        if (sst == tls::status::done && cst == tls::status::done) {
-            return true;
-        }
-    }
-    return false;
-}
+using side = testing::tls_side;
+using testing::consume;
+using testing::feed;
+using testing::handshake;
+using testing::pump;
 
 struct pki {
     control::ca::authority ca = control::ca::authority::create(config::key_type::ecdsa_p256, 30);
