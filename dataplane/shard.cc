@@ -200,15 +200,26 @@ void shard::run() noexcept {
     _log.flush();
 }
 
+void shard::note_tunnel_traffic(uint32_t i) noexcept {
+    // A tunnel's other side usually answers within microseconds: poll for it
+    // rather than sleep. DoT answers leave at once, and the next query comes
+    // whenever the client sends it: no polling for those.
+    if (i < _o.max_connections && _conns[i].kind == conn_kind::proxy && _conns[i].tunnel != tunnel_state::sniffing) {
+        _ring->poll_next_wait();
+    }
+}
+
 void shard::on_completion(const net::completion& c) noexcept {
     switch (c.t.kind) {
     case net::op::accept:
         on_accept(c);
         return;
     case net::op::recv:
+        note_tunnel_traffic(c.t.index);
         on_recv(c.t.index, c);
         return;
     case net::op::send:
+        note_tunnel_traffic(c.t.index);
         on_send(c.t.index, c);
         return;
     case net::op::upstream:
@@ -218,9 +229,11 @@ void shard::on_completion(const net::completion& c) noexcept {
         on_connect(c.t.index, c);
         return;
     case net::op::backend_recv:
+        _ring->poll_next_wait();
         on_backend_recv(c.t.index, c);
         return;
     case net::op::backend_send:
+        _ring->poll_next_wait();
         on_backend_send(c.t.index, c);
         return;
     case net::op::upstream_tcp:

@@ -241,6 +241,8 @@ private:
     bool pipe_acquire(conn::pipe_dir& d) noexcept;
     void pipe_release(conn::pipe_dir& d) noexcept;
     std::vector<std::pair<int, int>> _pipes; ///< idle pipes for splice, reused
+    /// Asks the ring to poll before its next sleep when connection i is a tunnel.
+    void note_tunnel_traffic(uint32_t i) noexcept;
     /// Closes the service-side socket (a direct descriptor or a plain fd).
     void close_backend(conn& c) noexcept;
     bool _direct = false; ///< service-side sockets are direct descriptors (net::ring)

@@ -272,7 +272,9 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
         io_uring_submit(_ring.get());
         return;
     }
-    if (_busy && _busy_poll_ns > 0) {
+    bool poll = _poll_next && _busy_poll_ns > 0;
+    _poll_next = false;
+    if (poll) {
         auto now_ns = [] {
             timespec t{};
             clock_gettime(CLOCK_MONOTONIC, &t);

@@ -129,11 +129,14 @@ public:
     /// Reads the eventfd `fd` into `buf` (8 bytes) to wake the loop from another thread.
     void read_eventfd(int fd, uint64_t* buf, tag t) noexcept;
 
-    /// After a turn that had completions, wait() first polls for new ones
-    /// for up to `us` microseconds before it sleeps: a message that arrives
-    /// meanwhile is seen without the wake-up of an idle core (tens of
-    /// microseconds in a VM). An idle ring never polls. 0: off.
+    /// When asked to (poll_next_wait()), the next wait() first polls for
+    /// completions for up to `us` microseconds before it sleeps: a message
+    /// that arrives meanwhile is seen without the wake-up of an idle core
+    /// (tens of microseconds in a VM). 0: never.
     void set_busy_poll(uint32_t us) noexcept { _busy_poll_ns = uint64_t(us) * 1000; }
+    /// The owner expects a completion soon (e.g. it just relayed a request):
+    /// the next wait() polls first.
+    void poll_next_wait() noexcept { _poll_next = true; }
 
     /// Submits what is queued and waits up to `timeout_ms` for at least one
     /// completion; then calls `f(const completion&)` for each and returns the count.
@@ -146,7 +149,6 @@ public:
             f(c);
             ++n;
         }
-        _busy = n > 0;
         return n;
     }
 
@@ -175,7 +177,7 @@ private:
     group_state _groups[4];
     bool _has_splice = false;
     uint64_t _busy_poll_ns = 0;
-    bool _busy = false; ///< the last wait() had completions
+    bool _poll_next = false;
 };
 
 } // namespace zt::net
