@@ -334,6 +334,11 @@ public:
                         wait = due <= now ? 0 : std::min(wait, due - now);
                     }
                 }
+                // A sleep of a few microseconds costs more than it saves (a timer,
+                // a wake-up, late sends that count as latency): poll instead.
+                if (wait < 200'000) {
+                    wait = 0;
+                }
             }
             int n = _poll.wait(evs, 256, wait);
             now = now_ns();
