@@ -436,7 +436,7 @@ class Harness:
         companion = {"dot_qps": "dot_latency", "dot_newconn": "dot_newconn_latency",
                      "proxy_handshake": "proxy_handshake_latency"}.get(spec["line"], "")
         lat = main if spec.get("lat") else by.get(companion, {})
-        for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "achieved_qps"):
+        for k in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "achieved_qps", "send_lag_p99_us"):
             if k in lat:
                 rec[k] = lat[k]
         if "percentiles" in lat:
@@ -454,7 +454,11 @@ class Harness:
         if "endpoint_cpu_us_per_op" in rec:
             cpu_txt += ", endpoint CPU %.2f us/%s" % (rec["endpoint_cpu_us_per_op"], spec["per"])
         err_txt = (", %d errors (%s)" % (rec["errors"], rec.get("first_error"))) if rec["errors"] else ""
-        if rec.get("client_busy", 0) > 0.9:
+        if "send_lag_p99_us" in rec:
+            # Open loop: the generator polls, so CPU 1 is always busy; how late queries left is what tells.
+            if rec["send_lag_p99_us"] > report.LATE_US:
+                err_txt += ", load generator late (p99 send lag %.0f us)" % rec["send_lag_p99_us"]
+        elif rec.get("client_busy", 0) > 0.9:
             err_txt += ", CPU %s (load) %.0f%% busy" % (CLIENT_CPU, 100 * rec["client_busy"])
         if rec.get("cpu0_other", 0) > 0.1:
             err_txt += ", other processes took %.0f%% of CPU %s" % (100 * rec["cpu0_other"], SERVER_CPU)

@@ -34,6 +34,10 @@ private-zone query (a unit test shows it, not this harness); proxy bulk >= 2x HA
 """
 
 
+# Open loop: a latency whose queries left this late (p99 us after their intended time) measures the generator.
+LATE_US = 50
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -138,7 +142,10 @@ class Report:
                "load generator (log-linear histogram, < 1% error); the fixed-rate DoT latency is open loop, "
                "counted from each query's intended send time. MB = 10^6 bytes. \"(client-bound)\" marks a figure for "
                "which CPU 1 (load generator and backends) was more than 90% busy: that rate is the client side's "
-               "limit, and the server CPU per operation is the figure to compare.")
+               "limit, and the server CPU per operation is the figure to compare. In open loop the generator "
+               "polls rather than sleeps between queries, so CPU 1 is always busy there; \"(generator-bound)\" "
+               "marks a latency for which the queries' p99 send lag (how late they left after their intended "
+               "time, which the latency includes) exceeded " + str(LATE_US) + " us.")
         other = [r["cpu0_other"] for r in self.res["records"] if r.get("ok") and "cpu0_other" in r]
         irq = [r["cpu0_irq"] for r in self.res["records"] if r.get("ok") and "cpu0_irq" in r]
         if other:
@@ -250,6 +257,13 @@ class Report:
 
     def tname(self, mid, t):
         """The target's name, marked when the load generator was the bottleneck."""
+        lag = med([r.get("send_lag_p99_us") for r in self.recs(mid, t)])
+        if lag is not None:
+            # Open loop: the generator polls (CPU 1 always busy); late sends are what mark it the bottleneck.
+            if lag > LATE_US:
+                self.client_bound = True
+                return "%s (generator-bound: p99 send lag %s us)" % (t, fmt(lag))
+            return t
         busy = med([r.get("client_busy") for r in self.recs(mid, t)])
         if busy is not None and busy > 0.9:
             self.client_bound = True
