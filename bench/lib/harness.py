@@ -612,7 +612,8 @@ class Harness:
                                        time_unit=bm.get("time_unit", "ns"), iterations=bm.get("iterations"),
                                        items_per_second=bm.get("items_per_second"),
                                        bytes_per_second=bm.get("bytes_per_second")))
-                log("  %-40s %10.1f %s/iter" % (bm.get("name"), bm.get("cpu_time", 0), bm.get("time_unit", "ns")))
+                t = bm.get("real_time" if bm.get("name", "").endswith("/manual_time") else "cpu_time", 0)
+                log("  %-40s %10.1f %s/iter" % (bm.get("name"), t, bm.get("time_unit", "ns")))
 
     # ---- the whole run ---------------------------------------------------------------------------------------------
 
