@@ -61,21 +61,8 @@ struct hand_sender {
         ch::table_msg m;
         m.generation = generation;
         m.size = size;
-        iovec iov{&m, sizeof m};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (fd >= 0) {
-            msg.msg_control = control;
-            msg.msg_controllen = sizeof control;
-            cmsghdr* c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int));
-            std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-        }
-        REQUIRE(sendmsg(conn, &msg, 0) == ssize_t(sizeof m));
+        ssize_t n = fd >= 0 ? ch::send_with_fd(conn, &m, sizeof m, fd) : ::send(conn, &m, sizeof m, MSG_NOSIGNAL);
+        REQUIRE(n == ssize_t(sizeof m));
     }
     /// Lets the subscriber handle what was sent, then reads its ack.
     ch::ack_msg ack(subscriber& s) {
