@@ -116,7 +116,9 @@ check "the checks find the dead backend by themselves, before any client" \
 check_fails "and not the live one" grep -q "backend 127.0.0.1:$HC_UP is down" "$T/dataplane.log"
 reached=0
 for _ in $(seq 20); do
-    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null | grep -q "^up" && reached=$((reached + 1))
+    # Captured first: with pipefail, `| grep -q` can fail when grep exits before the client finished writing.
+    out=$(python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null)
+    [[ $out == up* ]] && reached=$((reached + 1))
 done
 check "20 tunnels in a row all reach the live backend" test "$reached" -eq 20
 check_fails "and none of them tried the dead one first" grep -q "cannot connect to service 127.0.0.1:$HC_DOWN" "$T/dataplane.log"
@@ -125,7 +127,8 @@ check "a backend that comes back is marked up again" \
     wait_for 10 grep -q "Proxy: health check: service Checked backend 127.0.0.1:$HC_DOWN is up again" "$T/dataplane.log"
 back=0
 for _ in $(seq 30); do
-    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null | grep -q "^back" && back=$((back + 1))
+    out=$(python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" checked.internal.corp ping 2> /dev/null)
+    [[ $out == back* ]] && back=$((back + 1))
 done
 check "and takes its share of new tunnels ($back of 30)" test "$back" -gt 0 -a "$back" -lt 30
 
