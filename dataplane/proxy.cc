@@ -341,18 +341,14 @@ void shard::pair_flush(uint32_t i) noexcept {
     if (c.state != conn_state::open || c.send_inflight || c.chunk == chunk_pool::none) {
         return;
     }
-    if (c.out_sent < c.out.length) {
-        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
-        c.send_inflight = true;
+    if (send_out(i)) {
         return;
     }
     c.out.length = c.out_sent = 0;
     if (c.shut_pending && !c.client_shut) {
         c.tls.shutdown();
         c.client_shut = true;
-        if (c.out.length) {
-            _ring->send(c.fd, c.out.data, c.out.length, tag_of(net::op::send, i));
-            c.send_inflight = true;
+        if (send_out(i)) {
             return;
         }
     }
@@ -618,12 +614,7 @@ void shard::proxy_flush(uint32_t i) noexcept {
         pair_flush(i);
         return;
     }
-    if (c.send_inflight) {
-        return;
-    }
-    if (c.chunk != chunk_pool::none && c.out_sent < c.out.length) {
-        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
-        c.send_inflight = true;
+    if (c.send_inflight || (c.chunk != chunk_pool::none && send_out(i))) {
         return;
     }
     if (c.chunk != chunk_pool::none) {
@@ -637,9 +628,7 @@ void shard::proxy_flush(uint32_t i) noexcept {
         }
         c.tls.shutdown();
         c.client_shut = true;
-        if (c.out.length) {
-            _ring->send(c.fd, c.out.data, c.out.length, tag_of(net::op::send, i));
-            c.send_inflight = true;
+        if (send_out(i)) {
             return;
         }
     }

@@ -760,12 +760,7 @@ void shard::flush(uint32_t i) noexcept {
             c.stage_off = c.stage_len = 0;
         }
     }
-    if (!c.send_inflight && c.out_sent < c.out.length) {
-        _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
-        c.send_inflight = true;
-        return;
-    }
-    if (c.send_inflight) {
+    if (send_out(i)) {
         return;
     }
     if (c.peer_eof && c.pending_upstream == 0 && c.stage_len == 0 && c.state == conn_state::open) {
@@ -773,6 +768,19 @@ void shard::flush(uint32_t i) noexcept {
         return;
     }
     maybe_release_chunk(c);
+}
+
+bool shard::send_out(uint32_t i) noexcept {
+    conn& c = _conns[i];
+    if (c.send_inflight) {
+        return true;
+    }
+    if (c.out_sent >= c.out.length) {
+        return false;
+    }
+    _ring->send(c.fd, c.out.data + c.out_sent, c.out.length - c.out_sent, tag_of(net::op::send, i));
+    c.send_inflight = true;
+    return true;
 }
 
 void shard::maybe_resume(uint32_t i) noexcept {

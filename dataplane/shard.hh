@@ -269,6 +269,9 @@ private:
     size_t answer_catalog(const conn& c, const dns::query& q, std::span<std::byte> out) noexcept;
     /// Resumes reading queries of a paused connection when it can take answers again.
     void maybe_resume(uint32_t i) noexcept;
+    /// Starts sending what of out is unsent unless a send is in flight; true
+    /// when a send is in flight afterwards (the caller waits for it).
+    bool send_out(uint32_t i) noexcept;
     /// Appends one framed answer to stage (false when it does not fit).
     bool stage_answer(conn& c, std::span<const std::byte> msg) noexcept;
     /// Encrypts stage into out and sends, if nothing is in flight.

@@ -154,6 +154,15 @@ private:
     int _fd;
 };
 
+/// Asks epoll for `ev` on connection `c` (with `c.t.fd()` and `c.events`), when that is a change.
+template <typename Conn>
+void set_events(poller& p, Conn& c, uint32_t ev) {
+    if (ev != c.events) {
+        p.mod(c.t.fd(), &c, ev);
+        c.events = ev;
+    }
+}
+
 // ---- TLS client ----------------------------------------------------------------------------------------------------
 
 struct tls_options {

@@ -376,13 +376,6 @@ public:
     }
 
 private:
-    void set_events(pipe_conn& c, uint32_t ev) {
-        if (ev != c.events) {
-            _poll.mod(c.t.fd(), &c, ev);
-            c.events = ev;
-        }
-    }
-
     void open(pipe_conn& c, uint64_t now) {
         int fd = connect_nb(_cfg.server);
         if (fd < 0) {
@@ -436,14 +429,14 @@ private:
                     // reconnect it carries on, and the backlog counts from its intended times.
                     c.t0 = now + c.stagger;
                 }
-                set_events(c, EPOLLIN);
+                set_events(_poll, c, EPOLLIN);
                 fill(c, now);
                 return;
             case transport::status::want_read:
-                set_events(c, EPOLLIN);
+                set_events(_poll, c, EPOLLIN);
                 return;
             case transport::status::want_write:
-                set_events(c, EPOLLIN | EPOLLOUT);
+                set_events(_poll, c, EPOLLIN | EPOLLOUT);
                 return;
             case transport::status::error:
                 fail(c, _res.err.handshake, "handshake: " + c.t.error(), now);
@@ -573,13 +566,13 @@ private:
                 return;
             }
             if (n == 0) {
-                set_events(c, EPOLLIN | EPOLLOUT);
+                set_events(_poll, c, EPOLLIN | EPOLLOUT);
                 return;
             }
             c.out_off += static_cast<size_t>(n);
         }
         c.out_len = c.out_off = 0;
-        set_events(c, EPOLLIN);
+        set_events(_poll, c, EPOLLIN);
     }
 
     const config& _cfg;
@@ -645,13 +638,6 @@ public:
     bool last_ok = false;
 
 private:
-    void set_events(new_conn& c, uint32_t ev) {
-        if (ev != c.events) {
-            _poll.mod(c.t.fd(), &c, ev);
-            c.events = ev;
-        }
-    }
-
     void open(new_conn& c, uint64_t now) {
         c.began = now;
         int fd = connect_nb(_cfg.server);
@@ -700,10 +686,10 @@ private:
                 }
                 break;
             case transport::status::want_read:
-                set_events(c, EPOLLIN);
+                set_events(_poll, c, EPOLLIN);
                 return;
             case transport::status::want_write:
-                set_events(c, EPOLLIN | EPOLLOUT);
+                set_events(_poll, c, EPOLLIN | EPOLLOUT);
                 return;
             case transport::status::error:
                 finish(c, now, &_res.err.handshake, "handshake: " + c.t.error());
@@ -719,14 +705,14 @@ private:
                     return;
                 }
                 if (n == 0) {
-                    set_events(c, EPOLLIN | EPOLLOUT);
+                    set_events(_poll, c, EPOLLIN | EPOLLOUT);
                     return;
                 }
                 c.out_off += static_cast<size_t>(n);
             }
             ++_res.sent;
             c.st = new_conn::state::reading;
-            set_events(c, EPOLLIN);
+            set_events(_poll, c, EPOLLIN);
         }
         if (c.st == new_conn::state::reading) {
             for (;;) {

@@ -185,13 +185,6 @@ public:
     std::string last_error;
 
 private:
-    void set_events(pconn& c, uint32_t ev) {
-        if (ev != c.events) {
-            _poll.mod(c.t.fd(), &c, ev);
-            c.events = ev;
-        }
-    }
-
     void open(pconn& c, uint64_t now) {
         c.began = now;
         c.retry_at = 0;
@@ -270,17 +263,17 @@ private:
                 if (_cfg.m == mode::bulk) {
                     --_setting_up;
                     c.st = pconn::state::streaming;
-                    set_events(c, _cfg.upload ? EPOLLIN | EPOLLOUT : EPOLLIN);
+                    set_events(_poll, c, _cfg.upload ? EPOLLIN | EPOLLOUT : EPOLLIN);
                 } else {
                     c.st = pconn::state::writing;
                     c.sent_at = now;
                 }
                 break;
             case transport::status::want_read:
-                set_events(c, EPOLLIN);
+                set_events(_poll, c, EPOLLIN);
                 return;
             case transport::status::want_write:
-                set_events(c, EPOLLIN | EPOLLOUT);
+                set_events(_poll, c, EPOLLIN | EPOLLOUT);
                 return;
             case transport::status::error:
                 fail(c, _res.err_handshake, "handshake: " + c.t.error(), now);
@@ -319,14 +312,14 @@ private:
                 return;
             }
             if (n == 0) {
-                set_events(c, EPOLLIN | EPOLLOUT);
+                set_events(_poll, c, EPOLLIN | EPOLLOUT);
                 return;
             }
             c.out_off += static_cast<size_t>(n);
         }
         c.st = pconn::state::reading;
         c.in_got = 0;
-        set_events(c, EPOLLIN);
+        set_events(_poll, c, EPOLLIN);
         read_response(c, now);
     }
 
@@ -417,7 +410,7 @@ private:
                     break;
                 }
             }
-            set_events(c, EPOLLIN | EPOLLOUT);
+            set_events(_poll, c, EPOLLIN | EPOLLOUT);
             return;
         }
         // Bounded per event for fairness between tunnels (and so that the loop sees the end of
