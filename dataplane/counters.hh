@@ -52,6 +52,7 @@ namespace zt::dataplane {
     X(backend_connect_failures)                                                                                       \
     X(backend_unreachable)         /* every backend failed */                                                         \
     X(ktls_key_updates)            /* kTLS tunnels closed on a client KeyUpdate */                                    \
+    X(recv_no_buffer)              /* a receive found every buffer of its pool busy: re-armed after the turn */       \
     X(bugs)                        /* an invariant broke; logged once each */
 
 /// One slot of the page. Only its shard writes it, so an increment is a

@@ -547,12 +547,12 @@ void shard::proxy_arm_backend_recv(uint32_t i) noexcept {
     // One service read at a time, and only while out has room for a whole
     // record behind what is being sent: at most two records wait for the
     // client, which must take them before we read more (backpressure).
-    if (c.brecv_armed || c.backend_eof || c.b2c_pending || c.ktls || c.ktls_wanted || c.state != conn_state::open ||
+    if (c.brecv_armed || c.backend_eof || c.ktls || c.ktls_wanted || c.state != conn_state::open ||
         c.tunnel != tunnel_state::forwarding ||
         (c.chunk != chunk_pool::none && c.out.capacity - c.out.length < recv_buffer_size + 256)) {
         return;
     }
-    _ring->recv_provided(c.backend_fd, group_tcp, tag_of(net::op::backend_recv, i));
+    _ring->recv_provided(c.backend_fd, group_service, tag_of(net::op::backend_recv, i));
     c.brecv_armed = true;
 }
 
@@ -560,24 +560,25 @@ void shard::on_backend_recv(uint32_t i, const net::completion& cq) noexcept {
     conn& c = _conns[i];
     if (i >= _o.max_connections || c.generation != cq.t.generation) {
         if (cq.has_buffer()) {
-            _ring->recycle(group_tcp, cq.buffer_id());
+            _ring->recycle(group_service, cq.buffer_id());
         }
         return;
     }
     c.brecv_armed = false;
     if (c.state == conn_state::closing) {
         if (cq.has_buffer()) {
-            _ring->recycle(group_tcp, cq.buffer_id());
+            _ring->recycle(group_service, cq.buffer_id());
         }
         maybe_free(i);
         return;
     }
     if (cq.res == -ENOBUFS) {
-        return; // the tick re-arms
+        starve(i);
+        return;
     }
     if (cq.res <= 0) {
         if (cq.has_buffer()) {
-            _ring->recycle(group_tcp, cq.buffer_id());
+            _ring->recycle(group_service, cq.buffer_id());
         }
         if (cq.res < 0) {
             close_conn(i, std::strerror(-cq.res));
@@ -588,13 +589,13 @@ void shard::on_backend_recv(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     if (!ensure_chunk(c)) {
-        _ring->recycle(group_tcp, cq.buffer_id());
+        _ring->recycle(group_service, cq.buffer_id());
         close_conn(i, "out of connection buffers");
         return;
     }
     size_t n = 0;
-    tls::status st = c.tls.write({_ring->buffer(group_tcp, cq.buffer_id()), size_t(cq.res)}, n);
-    _ring->recycle(group_tcp, cq.buffer_id());
+    tls::status st = c.tls.write({_ring->buffer(group_service, cq.buffer_id()), size_t(cq.res)}, n);
+    _ring->recycle(group_service, cq.buffer_id());
     if (st != tls::status::done || n != size_t(cq.res)) {
         close_conn(i, st == tls::status::done ? "short TLS write" : c.tls.error_string());
         return;

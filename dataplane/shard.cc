@@ -65,8 +65,8 @@ bool shard::init(std::string& err) {
         return false;
     }
     _ring->set_busy_poll(_o.busy_poll_us);
-    uint32_t recv_buffers = 1024;
-    if (!_ring->add_buffer_group(group_tcp, recv_buffers, recv_buffer_size, err) ||
+    if (!_ring->add_buffer_group(group_tcp, client_recv_buffers, recv_buffer_size, err) ||
+        !_ring->add_buffer_group(group_service, service_recv_buffers, recv_buffer_size, err) ||
         !_ring->add_buffer_group(group_udp, 512, 4096, err)) {
         return false;
     }
@@ -97,6 +97,8 @@ bool shard::init(std::string& err) {
     }
     _conns.reset(new conn[_o.max_connections]);
     _free_conns.reserve(_o.max_connections);
+    _live.reserve(_o.max_connections);
+    _starved.reserve(_o.max_connections);
     for (uint32_t i = _o.max_connections; i-- > 0;) {
         _free_conns.push_back(i);
     }
@@ -171,6 +173,7 @@ void shard::run() noexcept {
                 }
             }
         });
+        rearm_starved();
         _now_us = monotonic_us();
         _now_ms = _now_us / 1000;
         if (_reader.refresh()) {
@@ -184,9 +187,13 @@ void shard::run() noexcept {
             }
             _listeners.clear();
             // Idle connections go now; busy ones finish their answers first.
-            for (uint32_t i = 0; i < _o.max_connections; ++i) {
+            for (size_t k = _live.size(); k-- > 0;) {
+                if (k >= _live.size()) {
+                    continue; // closing one connection freed others
+                }
+                uint32_t i = _live[k];
                 conn& c = _conns[i];
-                if (c.state != conn_state::free && c.state != conn_state::closing && c.pending_upstream == 0 &&
+                if (c.state != conn_state::closing && c.pending_upstream == 0 &&
                     c.stage_len == 0 && !c.send_inflight) {
                     close_conn(i, "shutting down");
                 }
@@ -198,6 +205,29 @@ void shard::run() noexcept {
         }
     }
     _log.flush();
+}
+
+void shard::starve(uint32_t i) noexcept {
+    ++_c.recv_no_buffer;
+    if (!_conns[i].starved) {
+        _conns[i].starved = true;
+        _starved.push_back(i);
+    }
+}
+
+void shard::rearm_starved() noexcept {
+    for (uint32_t i : _starved) {
+        conn& c = _conns[i];
+        c.starved = false;
+        if (c.state == conn_state::free || c.state == conn_state::closing) {
+            continue;
+        }
+        arm_recv(i);
+        if (c.kind == conn_kind::proxy) {
+            proxy_arm_backend_recv(i);
+        }
+    }
+    _starved.clear();
 }
 
 void shard::note_tunnel_traffic(uint32_t i) noexcept {
@@ -272,6 +302,8 @@ void shard::on_accept(const net::completion& c) noexcept {
     uint32_t i = _free_conns.back();
     _free_conns.pop_back();
     conn& k = _conns[i];
+    k.live_pos = static_cast<uint32_t>(_live.size());
+    _live.push_back(i);
     k.fd = fd;
     k.kind = c.t.index < _dot_listeners ? conn_kind::dot : conn_kind::proxy;
     k.state = conn_state::handshake;
@@ -372,7 +404,8 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
         return;
     }
     if (cq.res == -ENOBUFS) {
-        return; // every receive buffer is busy: the tick re-arms
+        starve(i);
+        return;
     }
     if (cq.res <= 0) {
         if (cq.has_buffer()) {
@@ -912,9 +945,6 @@ void shard::maybe_free(uint32_t i) noexcept {
     pipe_release(c.down);
     ::close(c.fd);
     close_backend(c);
-    if (c.b2c_pending) {
-        _ring->recycle(group_tcp, static_cast<uint16_t>(c.b2c_pending - 1));
-    }
     c.tls.reset();
     if (c.chunk != chunk_pool::none) {
         _chunks.release(c.chunk);
@@ -925,7 +955,7 @@ void shard::maybe_free(uint32_t i) noexcept {
     uint32_t gen = (c.generation + 1) & 0xffffff;
     c.fd = -1;
     c.state = conn_state::free;
-    c.recv_armed = c.send_inflight = c.paused = c.peer_eof = false;
+    c.recv_armed = c.send_inflight = c.paused = c.peer_eof = false; // starved stays: rearm_starved clears it
     c.chunk = c.stage = chunk_pool::none;
     c.endpoint = table::none;
     c.stage_off = 0;
@@ -939,7 +969,7 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.attempts = c.name_len = c.service_cn_len = 0;
     c.backend_fd = -1;
     c.service = table::none;
-    c.c2b_len = c.c2b_sent = c.b2c_pending = 0;
+    c.c2b_len = c.c2b_sent = 0;
     c.bytes_up = c.bytes_down = 0;
     c.ktls_wanted = c.ktls = c.exact_recv = c.recv_cancelling = false;
     c.peer = table::none;
@@ -948,11 +978,21 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.tracker = {};
     c.generation = gen ? gen : 1;
     _free_conns.push_back(i);
+    uint32_t last = _live.back();
+    _live[c.live_pos] = last;
+    _conns[last].live_pos = c.live_pos;
+    _live.pop_back();
 }
 
 void shard::on_tick() noexcept {
     _ring->timeout(&_tick, {net::op::timeout, 0, 0});
-    for (uint32_t i = 0; i < _o.max_connections; ++i) {
+    // Backwards: freeing a connection moves the last one into its place, and
+    // the last ones were visited already.
+    for (size_t k = _live.size(); k-- > 0;) {
+        if (k >= _live.size()) {
+            continue; // closing one connection freed others
+        }
+        uint32_t i = _live[k];
         conn& c = _conns[i];
         if (c.state == conn_state::handshake && _now_ms >= c.deadline_ms) {
             ++_c.handshake_timeouts;
@@ -1005,7 +1045,11 @@ void shard::on_table_switch() noexcept {
     ++_c.table_switches;
     const table::table& t = _reader.current();
     _per_endpoint.assign(t.endpoint_count(), 0);
-    for (uint32_t i = 0; i < _o.max_connections; ++i) {
+    for (size_t k = _live.size(); k-- > 0;) {
+        if (k >= _live.size()) {
+            continue; // closing one connection freed others
+        }
+        uint32_t i = _live[k];
         conn& c = _conns[i];
         if (c.state != conn_state::open) {
             continue;
@@ -1021,11 +1065,16 @@ void shard::on_table_switch() noexcept {
         if (c.kind == conn_kind::proxy && c.name_len > 0 && c.tunnel != tunnel_state::sniffing &&
             !proxy_still_allowed(c, t)) {
             ++_c.revoked_while_open;
+            c.endpoint = table::none; // not counted yet: nothing to give back
             close_conn(i, "no longer authorized");
-            continue;
         }
-        c.endpoint = ep;
-        ++_per_endpoint[ep];
+    }
+    // Counted after the closes: closing one connection can free another and
+    // move a visited slot back under the loop above.
+    for (uint32_t i : _live) {
+        if (_conns[i].state == conn_state::open && _conns[i].endpoint != table::none) {
+            ++_per_endpoint[_conns[i].endpoint];
+        }
     }
 }
 

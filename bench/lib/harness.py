@@ -465,8 +465,14 @@ class Harness:
         log("  %-8s %-20s rep %d: %s%s%s" % (t.name, mid, rep, shown, cpu_txt, err_txt))
         return rec
 
-    def run_metrics(self):
+    def selected_specs(self):
         specs = metric_specs(self.prof)
+        if self.opts.metrics:
+            specs = [s for s in specs if s["id"] in self.opts.metrics]
+        return specs
+
+    def run_metrics(self):
+        specs = self.selected_specs()
         for spec in specs:
             targets = [t for t in self.targets if self.eligible(spec, t)]
             if not targets:
@@ -633,7 +639,8 @@ class Harness:
             sum(c["status"] == "n/a" for c in self.checks), sum(c["status"] == "skip" for c in self.checks)))
         self.crypto_ceiling()
         self.run_metrics()
-        self.run_idle()
+        if not self.opts.metrics or "proxy_idle_memory" in self.opts.metrics:
+            self.run_idle()
         if self.opts.micro:
             self.run_micro()
         self.machine["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
@@ -645,7 +652,7 @@ class Harness:
                        targets=self.target_status, order=[t.name for t in self.targets], checks=self.checks,
                        records=self.records, crypto=self.crypto, micro=self.micro, notes=self.notes,
                        half_rate=getattr(self, "half_rate", None),
-                       specs=[{k: v for k, v in s.items()} for s in metric_specs(self.prof)])
+                       specs=[{k: v for k, v in s.items()} for s in self.selected_specs()])
         with open(os.path.join(self.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
         with open(os.path.join(self.out, "checks.json"), "w") as f:
@@ -704,12 +711,20 @@ def main(argv):
     ap.add_argument("--micro", action="store_true", help="also run the Google Benchmark binaries build/bench/*_bench")
     ap.add_argument("--targets", help="comma-separated subset of " + ",".join(peers.ORDER))
     ap.add_argument("--out", help="output directory (default $TMPDIR/ztdns-bench/<UTC time>)")
+    ap.add_argument("--metrics", help="comma-separated subset of the metric ids (%s, proxy_idle_memory)" %
+                    ", ".join(s["id"] for s in metric_specs(dict(PROFILES["full"]))))
     ap.add_argument("--reps", type=int, help="override the repetitions of each metric")
     ap.add_argument("--duration", type=float, help="override the seconds of each measured window")
     ap.add_argument("--idle-tunnels", type=int, help="override the number of idle tunnels")
     ap.add_argument("--dot-rate", type=int, help="override the fixed DoT rate of the latency metric (q/s)")
     ap.add_argument("--render", metavar="DIR", help="only re-write DIR/report.md and its plots from DIR/results.json")
     opts = ap.parse_args(argv)
+    if opts.metrics:
+        known = [s["id"] for s in metric_specs(dict(PROFILES["full"]))] + ["proxy_idle_memory"]
+        opts.metrics = [m.strip() for m in opts.metrics.split(",") if m.strip()]
+        unknown = [m for m in opts.metrics if m not in known]
+        if unknown:
+            ap.error("unknown metric(s) %s; known: %s" % (", ".join(unknown), ",".join(known)))
     if opts.render:
         with open(os.path.join(opts.render, "results.json")) as f:
             report.write(os.path.abspath(opts.render), json.load(f))
