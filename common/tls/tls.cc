@@ -5,11 +5,18 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfio.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -31,6 +38,147 @@ bool has_aesni() noexcept {
 #endif
 }
 
+// ---- memoized CA signatures ----
+
+struct context::ca_keys {
+    std::vector<std::vector<unsigned char>> keys;
+    bool contains(const unsigned char* der, unsigned size) const noexcept {
+        return std::any_of(keys.begin(), keys.end(), [&](const std::vector<unsigned char>& k) {
+            return k.size() == size && std::memcmp(k.data(), der, size) == 0;
+        });
+    }
+};
+
+namespace {
+
+/// One thread's verified CA signatures: 1,024 SHA-256 fingerprints (32 KiB),
+/// direct-mapped, a newer one replacing what shared its slot. Per thread, so
+/// shards share nothing.
+struct verified_table {
+    static constexpr size_t slots = 1024;
+    std::array<std::array<unsigned char, WC_SHA256_DIGEST_SIZE>, slots> prints{};
+    std::array<bool, slots> used{};
+    verify_memo_stats stats;
+
+    static size_t slot_of(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) noexcept {
+        uint64_t x;
+        std::memcpy(&x, f.data(), sizeof x);
+        return x % slots;
+    }
+    bool has(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) const noexcept {
+        size_t i = slot_of(f);
+        return used[i] && prints[i] == f;
+    }
+    void add(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) noexcept {
+        size_t i = slot_of(f);
+        prints[i] = f;
+        used[i] = true;
+    }
+};
+
+thread_local verified_table t_verified;
+
+#ifdef HAVE_PK_CALLBACKS
+/// SHA-256 over (key, digest, signature), each prefixed with its length.
+bool fingerprint(const unsigned char* key, unsigned key_size, const unsigned char* hash, unsigned hash_size,
+                 const unsigned char* sig, unsigned sig_size, std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& out) {
+    wc_Sha256 h;
+    if (wc_InitSha256(&h) != 0) {
+        return false;
+    }
+    bool ok = true;
+    for (auto [p, n] : {std::pair{key, key_size}, std::pair{hash, hash_size}, std::pair{sig, sig_size}}) {
+        uint32_t len = n;
+        ok = ok && wc_Sha256Update(&h, reinterpret_cast<const unsigned char*>(&len), sizeof len) == 0 &&
+             wc_Sha256Update(&h, p, n) == 0;
+    }
+    ok = ok && wc_Sha256Final(&h, out.data()) == 0;
+    wc_Sha256Free(&h);
+    return ok;
+}
+
+/// wolfSSL's ECDSA verification hook, for certificate signatures and
+/// CertificateVerify alike: verifies as wolfSSL would, and remembers valid
+/// signatures made by one of the context's CA keys.
+int verify_ecc(WOLFSSL*, const unsigned char* sig, unsigned sig_size, const unsigned char* hash, unsigned hash_size,
+               const unsigned char* key_der, unsigned key_size, int* result, void* ctx) {
+    *result = 0;
+    const auto* ca = static_cast<const context::ca_keys*>(ctx);
+    std::array<unsigned char, WC_SHA256_DIGEST_SIZE> print;
+    bool memo = ca && ca->contains(key_der, key_size) &&
+                fingerprint(key_der, key_size, hash, hash_size, sig, sig_size, print);
+    if (memo && t_verified.has(print)) {
+        ++t_verified.stats.hits;
+        *result = 1;
+        return 0;
+    }
+    ecc_key key;
+    if (wc_ecc_init(&key) != 0) {
+        return MEMORY_E;
+    }
+    word32 idx = 0;
+    int ret = wc_EccPublicKeyDecode(key_der, &idx, &key, key_size);
+    if (ret == 0) {
+        ret = wc_ecc_verify_hash(sig, sig_size, hash, hash_size, result, &key);
+    }
+    wc_ecc_free(&key);
+    if (memo) {
+        ++t_verified.stats.misses;
+        if (ret == 0 && *result == 1) {
+            t_verified.add(print);
+        }
+    }
+    return ret;
+}
+#endif
+
+/// The public key of every certificate in `pem`, as wolfSSL hands CA keys to
+/// the verification hook (SubjectPublicKeyInfo DER).
+std::unique_ptr<context::ca_keys> ca_public_keys(std::string_view pem) {
+    auto out = std::make_unique<context::ca_keys>();
+    constexpr std::string_view end_marker = "-----END CERTIFICATE-----";
+    for (size_t at = 0;;) {
+        size_t b = pem.find("-----BEGIN CERTIFICATE-----", at);
+        size_t e = b == std::string_view::npos ? b : pem.find(end_marker, b);
+        if (e == std::string_view::npos) {
+            break;
+        }
+        at = e + end_marker.size();
+        std::string_view one = pem.substr(b, at - b);
+        WOLFSSL_X509* x = wolfSSL_X509_load_certificate_buffer(reinterpret_cast<const unsigned char*>(one.data()),
+                                                               static_cast<int>(one.size()), WOLFSSL_FILETYPE_PEM);
+        if (!x) {
+            continue;
+        }
+        int size = 0;
+        if (wolfSSL_X509_get_pubkey_buffer(x, nullptr, &size) == WOLFSSL_SUCCESS && size > 0) {
+            std::vector<unsigned char> key(static_cast<size_t>(size));
+            if (wolfSSL_X509_get_pubkey_buffer(x, key.data(), &size) == WOLFSSL_SUCCESS) {
+                key.resize(static_cast<size_t>(size));
+                out->keys.push_back(std::move(key));
+            }
+        }
+        wolfSSL_X509_free(x);
+    }
+    return out;
+}
+
+} // namespace
+
+verify_memo_stats verify_memo() noexcept { return t_verified.stats; }
+
+bool verify_memo_available() noexcept {
+#ifdef HAVE_PK_CALLBACKS
+    return true;
+#else
+    return false;
+#endif
+}
+
+context::context() noexcept = default;
+
+context::context(context&& o) noexcept : _ctx(o._ctx), _ca_keys(std::move(o._ca_keys)) { o._ctx = nullptr; }
+
 context& context::operator=(context&& o) noexcept {
     if (this != &o) {
         if (_ctx) {
@@ -38,6 +186,7 @@ context& context::operator=(context&& o) noexcept {
         }
         _ctx = o._ctx;
         o._ctx = nullptr;
+        _ca_keys = std::move(o._ca_keys);
     }
     return *this;
 }
@@ -94,6 +243,10 @@ context context::create(const context_options& o, std::string& err) {
                                            WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS) {
             return fail("cannot load the CA certificate");
         }
+#ifdef HAVE_PK_CALLBACKS
+        c._ca_keys = ca_public_keys(o.ca_pem);
+        wolfSSL_CTX_SetEccVerifyCb(c._ctx, &verify_ecc);
+#endif
     }
     int mode = WOLFSSL_VERIFY_NONE;
     if (o.require_peer_cert) {
@@ -145,6 +298,9 @@ bool session::start(const context& ctx, out_buffer* out, std::string_view sni) n
     _cn_len = 0;
     wolfSSL_SetIOReadCtx(_ssl, this);
     wolfSSL_SetIOWriteCtx(_ssl, this);
+#ifdef HAVE_PK_CALLBACKS
+    wolfSSL_SetEccVerifyCtx(_ssl, const_cast<context::ca_keys*>(ctx.memo_keys()));
+#endif
     if (!sni.empty()) {
         wolfSSL_UseSNI(_ssl, WOLFSSL_SNI_HOST_NAME, sni.data(), static_cast<unsigned short>(sni.size()));
     }
