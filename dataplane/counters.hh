@@ -52,6 +52,8 @@ namespace zt::dataplane {
     X(backend_connect_failures)                                                                                       \
     X(backend_unreachable)         /* every backend failed */                                                         \
     X(ktls_key_updates)            /* kTLS tunnels closed on a client KeyUpdate */                                    \
+    X(busy_poll_hits)              /* waits that polled and found work (--busy-poll-us) */                           \
+    X(busy_poll_misses)            /* waits that polled for nothing, then slept */                                    \
     X(recv_no_buffer)              /* a receive found every buffer of its pool busy: re-armed after the turn */       \
     X(bugs)                        /* an invariant broke; logged once each */
 

@@ -986,6 +986,8 @@ void shard::maybe_free(uint32_t i) noexcept {
 
 void shard::on_tick() noexcept {
     _ring->timeout(&_tick, {net::op::timeout, 0, 0});
+    _c.busy_poll_hits = _ring->poll_hits();
+    _c.busy_poll_misses = _ring->poll_misses();
     // Backwards: freeing a connection moves the last one into its place, and
     // the last ones were visited already.
     for (size_t k = _live.size(); k-- > 0;) {

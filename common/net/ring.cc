@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -272,7 +273,7 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
         io_uring_submit(_ring.get());
         return;
     }
-    bool poll = _poll_next && _busy_poll_ns > 0;
+    bool poll = _poll_next && _busy_poll_ns > 0 && (_poll_score >= 8 || (++_poll_probe & 7) == 0);
     _poll_next = false;
     if (poll) {
         auto now_ns = [] {
@@ -286,9 +287,16 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
             // Runs the ring's deferred work, which posts what has completed.
             io_uring_get_events(_ring.get());
             if (io_uring_cq_ready(_ring.get()) > 0) {
+                ++_poll_hits;
+                // A find late in the window cost more CPU than sleeping and
+                // being woken would have: it counts against polling.
+                bool early = now_ns() + _busy_poll_ns / 2 < until;
+                _poll_score = static_cast<uint8_t>(early ? std::min(_poll_score + 1, 16) : std::max(_poll_score - 1, 0));
                 return;
             }
         } while (now_ns() < until);
+        ++_poll_misses;
+        _poll_score = static_cast<uint8_t>(std::max(_poll_score - 1, 0));
     }
     __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
     io_uring_submit_and_wait_timeout(_ring.get(), &cqe, 1, &ts, nullptr);

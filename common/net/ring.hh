@@ -132,8 +132,13 @@ public:
     /// When asked to (poll_next_wait()), the next wait() first polls for
     /// completions for up to `us` microseconds before it sleeps: a message
     /// that arrives meanwhile is seen without the wake-up of an idle core
-    /// (tens of microseconds in a VM). 0: never.
+    /// (tens of microseconds in a VM). 0: never. Polling only pays while it
+    /// finds something: after more misses than hits the ring stops polling,
+    /// and tries again on one asked-for wait in eight.
     void set_busy_poll(uint32_t us) noexcept { _busy_poll_ns = uint64_t(us) * 1000; }
+    /// Polls that found a completion, and polls that ran out and slept.
+    uint64_t poll_hits() const noexcept { return _poll_hits; }
+    uint64_t poll_misses() const noexcept { return _poll_misses; }
     /// The owner expects a completion soon (e.g. it just relayed a request):
     /// the next wait() polls first.
     void poll_next_wait() noexcept { _poll_next = true; }
@@ -178,6 +183,11 @@ private:
     bool _has_splice = false;
     uint64_t _busy_poll_ns = 0;
     bool _poll_next = false;
+    /// 0..16: +1 per hit, -1 per miss; polls while at least 8.
+    uint8_t _poll_score = 8;
+    uint8_t _poll_probe = 0;
+    uint64_t _poll_hits = 0;
+    uint64_t _poll_misses = 0;
 };
 
 } // namespace zt::net
