@@ -133,8 +133,10 @@ public:
     /// completions for up to `us` microseconds before it sleeps: a message
     /// that arrives meanwhile is seen without the wake-up of an idle core
     /// (tens of microseconds in a VM). 0: never. Polling only pays while it
-    /// finds something: after more misses than hits the ring stops polling,
-    /// and tries again on one asked-for wait in eight.
+    /// finds something early: a score (0..16, starting at 8) goes up by one
+    /// for a completion found in the first half of the window and down by
+    /// one for a miss or a late find; below 8 the ring polls only one
+    /// asked-for wait in eight, until the score is back.
     void set_busy_poll(uint32_t us) noexcept { _busy_poll_ns = uint64_t(us) * 1000; }
     /// Polls that found a completion, and polls that ran out and slept.
     uint64_t poll_hits() const noexcept { return _poll_hits; }

@@ -51,28 +51,32 @@ struct context::ca_keys {
 
 namespace {
 
-/// One thread's verified CA signatures: 1,024 SHA-256 fingerprints (32 KiB),
-/// direct-mapped, a newer one replacing what shared its slot. Per thread, so
-/// shards share nothing.
+/// One thread's verified CA signatures: 1,024 SHA-256 fingerprints (32 KiB)
+/// in 512 sets of two, a new one replacing the set's older entry. Per
+/// thread, so shards share nothing.
 struct verified_table {
-    static constexpr size_t slots = 1024;
-    std::array<std::array<unsigned char, WC_SHA256_DIGEST_SIZE>, slots> prints{};
-    std::array<bool, slots> used{};
+    using print = std::array<unsigned char, WC_SHA256_DIGEST_SIZE>;
+    static constexpr size_t sets = 512;
+    std::array<std::array<print, 2>, sets> prints{};
+    std::array<std::array<bool, 2>, sets> used{};
+    std::array<uint8_t, sets> older{}; ///< the way to replace next
     verify_memo_stats stats;
 
-    static size_t slot_of(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) noexcept {
+    static size_t set_of(const print& f) noexcept {
         uint64_t x;
         std::memcpy(&x, f.data(), sizeof x);
-        return x % slots;
+        return x % sets;
     }
-    bool has(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) const noexcept {
-        size_t i = slot_of(f);
-        return used[i] && prints[i] == f;
+    bool has(const print& f) const noexcept {
+        size_t s = set_of(f);
+        return (used[s][0] && prints[s][0] == f) || (used[s][1] && prints[s][1] == f);
     }
-    void add(const std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& f) noexcept {
-        size_t i = slot_of(f);
-        prints[i] = f;
-        used[i] = true;
+    void add(const print& f) noexcept {
+        size_t s = set_of(f);
+        uint8_t way = !used[s][0] ? 0 : !used[s][1] ? 1 : older[s];
+        prints[s][way] = f;
+        used[s][way] = true;
+        older[s] = static_cast<uint8_t>(way ^ 1);
     }
 };
 

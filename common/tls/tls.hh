@@ -31,9 +31,11 @@ bool has_aesni() noexcept;
 /// mathematical fact, so a hit can only say what verifying again would.
 /// Expiry, the chain and everything else are still checked by wolfSSL on
 /// every handshake, and CN and revocation by the caller. Only ECDSA and only
-/// the CA's key: a CertificateVerify signs a fresh transcript and is always
-/// verified. Needs wolfSSL's PK callbacks (scripts/setup); without them
-/// (-Dsystem_wolfssl) every signature is verified.
+/// signatures made with a CA key: a peer's CertificateVerify is made with
+/// its own key (and even a CA key's would sign a fresh transcript, which
+/// never hits). Needs wolfSSL's PK callbacks (scripts/setup); without them
+/// (-Dsystem_wolfssl) every signature is verified. 1,024 entries per thread,
+/// two-way set-associative.
 struct verify_memo_stats {
     uint64_t hits = 0;
     uint64_t misses = 0; ///< CA signatures verified (and remembered when valid)
@@ -55,6 +57,8 @@ struct context_options {
 
 /// A WOLFSSL_CTX: certificates, CA, verification mode and cipher suites.
 /// Created on the control/main thread, then only read; shared by shards.
+/// It must outlive every session started on it (sessions point at its CA
+/// keys); the data plane keeps each context until the process ends.
 class context {
 public:
     /// nullptr-like (valid() false) and `err` set when the PEMs do not load.

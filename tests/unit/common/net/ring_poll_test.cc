@@ -39,7 +39,10 @@ TEST_CASE("polls that keep running out empty stop, except one probe in eight") {
 }
 
 TEST_CASE("a completion that comes early in the window counts as a hit and keeps polling on") {
-    auto r = make_ring(5000); // 5 ms: a 100 us timer lands in the first half
+    // A 200 ms window: a 100 us timer lands in its first half unless this
+    // thread stalls for 100 ms (a loaded CI machine under ASan stalls for
+    // milliseconds, not that).
+    auto r = make_ring(200'000);
     net::timeout_spec soon{0, 100'000};
     for (int i = 0; i < 16; ++i) {
         r->timeout(&soon, {net::op::timeout, 0, 0});
