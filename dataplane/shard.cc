@@ -230,11 +230,35 @@ void shard::rearm_starved() noexcept {
     _starved.clear();
 }
 
-void shard::note_tunnel_traffic(uint32_t i) noexcept {
-    // A tunnel's other side usually answers within microseconds: poll for it
-    // rather than sleep. DoT answers leave at once, and the next query comes
-    // whenever the client sends it: no polling for those.
-    if (i < _o.max_connections && _conns[i].kind == conn_kind::proxy && _conns[i].tunnel != tunnel_state::sniffing) {
+void shard::note_tunnel_traffic(const net::completion& cq, bool from_client) noexcept {
+    // DoT answers leave at once and the next query comes whenever the client
+    // sends it: no polling for those.
+    uint32_t i = cq.t.index;
+    if (i >= _o.max_connections || _conns[i].generation != cq.t.generation || _conns[i].kind != conn_kind::proxy ||
+        _conns[i].tunnel == tunnel_state::sniffing) {
+        return;
+    }
+    conn& c = _conns[i];
+    if (from_client) {
+        if (cq.res > 0 && c.client_wait_from_us) {
+            uint64_t took = _now_us - c.client_wait_from_us;
+            uint32_t sample = static_cast<uint32_t>(std::min<uint64_t>(took, 1'000'000));
+            c.client_reply_us = c.client_reply_us == unknown_reply ? sample : (3 * c.client_reply_us + sample) / 4;
+            c.client_wait_from_us = 0;
+        }
+        _ring->poll_next_wait(); // what came is on its way to the service, whose answer comes soon
+        return;
+    }
+    // Sent to the client: its answer comes as fast as it answered before. A
+    // client across a real network takes milliseconds, and one busy with
+    // its own work (a load generator's saturated core) more than the window:
+    // sleeping costs less than polling for those. The measure includes our
+    // wake-up when we slept (tens of microseconds in a VM), so the bar is
+    // twice the polling window.
+    if (!c.client_wait_from_us) {
+        c.client_wait_from_us = _now_us;
+    }
+    if (c.client_reply_us < 2 * _o.busy_poll_us) {
         _ring->poll_next_wait();
     }
 }
@@ -245,11 +269,11 @@ void shard::on_completion(const net::completion& c) noexcept {
         on_accept(c);
         return;
     case net::op::recv:
-        note_tunnel_traffic(c.t.index);
+        note_tunnel_traffic(c, true);
         on_recv(c.t.index, c);
         return;
     case net::op::send:
-        note_tunnel_traffic(c.t.index);
+        note_tunnel_traffic(c, false);
         on_send(c.t.index, c);
         return;
     case net::op::upstream:
@@ -973,6 +997,8 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.bytes_up = c.bytes_down = 0;
     c.ktls_wanted = c.ktls = c.exact_recv = c.recv_cancelling = false;
     c.peer = table::none;
+    c.client_reply_us = unknown_reply;
+    c.client_wait_from_us = 0;
     c.shut_pending = false;
     c.sniff_needed = 0;
     c.tracker = {};

@@ -146,6 +146,11 @@ private:
         sockaddr_in6 backend_addr{};  ///< lives until the connect completes
         net::timeout_spec connect_timeout{};
         uint32_t peer = table::none;  ///< the other connection of a paired tunnel
+        /// How fast this tunnel's client answers what we send it (loop-turn
+        /// time from a send's completion to the next bytes from the client,
+        /// smoothed): the shard polls for the client only if it is quick.
+        uint32_t client_reply_us = unknown_reply;
+        uint64_t client_wait_from_us = 0; ///< a send completed at; 0: not waiting
         bool shut_pending = false;    ///< paired: the peer is done; send close_notify + FIN when drained
         // ---- kernel TLS ----
         bool ktls_wanted = false;     ///< draining user-space TLS to hand the socket to the kernel
@@ -198,6 +203,7 @@ private:
     static constexpr uint16_t group_tcp = 0;
     static constexpr uint16_t group_udp = 1;
     static constexpr uint16_t group_service = 2;
+    static constexpr uint32_t unknown_reply = 0xffffffffu;
 
     std::byte* stage_of(conn& c) noexcept { return _stages.at(c.stage); }
     std::byte* cin_of(conn& c) noexcept { return _chunks.at(c.chunk) + out_capacity; }
@@ -255,7 +261,9 @@ private:
     void pipe_release(conn::pipe_dir& d) noexcept;
     std::vector<std::pair<int, int>> _pipes; ///< idle pipes for splice, reused
     /// Asks the ring to poll before its next sleep when connection i is a tunnel.
-    void note_tunnel_traffic(uint32_t i) noexcept;
+    /// A proxy tunnel's client side completed a receive (`from_client`) or a
+    /// send: poll before sleeping when an answer is expected soon.
+    void note_tunnel_traffic(const net::completion& cq, bool from_client) noexcept;
     /// Closes the service-side socket (a direct descriptor or a plain fd).
     void close_backend(conn& c) noexcept;
     bool _direct = false; ///< service-side sockets are direct descriptors (net::ring)
