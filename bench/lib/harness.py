@@ -493,7 +493,7 @@ class Harness:
         if not z or not vals:
             return
         rate = int(median(vals) / 2)
-        lat = dict(next(s for s in specs if s["id"] == "dot_latency"))
+        lat = dict(next(s for s in metric_specs(self.prof) if s["id"] == "dot_latency"))  # also under --metrics dot_qps
         lat["args"] = ["--rate", str(rate), "--connections", "4"]
         log("\n== ztdns DoT latency at half its maximum rate (%d q/s)" % rate)
         for rep in range(1, self.prof["reps"] + 1):
