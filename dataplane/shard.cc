@@ -187,17 +187,12 @@ void shard::run() noexcept {
             }
             _listeners.clear();
             // Idle connections go now; busy ones finish their answers first.
-            for (size_t k = _live.size(); k-- > 0;) {
-                if (k >= _live.size()) {
-                    continue; // closing one connection freed others
-                }
-                uint32_t i = _live[k];
-                conn& c = _conns[i];
-                if (c.state != conn_state::closing && c.pending_upstream == 0 &&
-                    c.stage_len == 0 && !c.send_inflight) {
+            for_each_live([this](uint32_t i, conn& c) {
+                if (c.state != conn_state::closing && c.pending_upstream == 0 && c.stage_len == 0 &&
+                    !c.send_inflight) {
                     close_conn(i, "shutting down");
                 }
-            }
+            });
         }
         _log.flush();
         if (_stopping && (_open == 0 || _now_ms >= _stop_deadline_ms)) {
@@ -1014,14 +1009,7 @@ void shard::on_tick() noexcept {
     _ring->timeout(&_tick, {net::op::timeout, 0, 0});
     _c.busy_poll_hits = _ring->poll_hits();
     _c.busy_poll_misses = _ring->poll_misses();
-    // Backwards: freeing a connection moves the last one into its place, and
-    // the last ones were visited already.
-    for (size_t k = _live.size(); k-- > 0;) {
-        if (k >= _live.size()) {
-            continue; // closing one connection freed others
-        }
-        uint32_t i = _live[k];
-        conn& c = _conns[i];
+    for_each_live([this](uint32_t i, conn& c) {
         if (c.state == conn_state::handshake && _now_ms >= c.deadline_ms) {
             ++_c.handshake_timeouts;
             close_conn(i, "handshake timeout");
@@ -1052,7 +1040,7 @@ void shard::on_tick() noexcept {
                 arm_recv(i); // after ENOBUFS
             }
         }
-    }
+    });
     for (uint32_t s = 0; s < pending_capacity; ++s) {
         pending& p = _pending[s];
         if (p.conn_generation != 0 && p.tcp != pending::tcp_phase::abandoned && _now_ms >= p.deadline_ms) {
@@ -1073,21 +1061,16 @@ void shard::on_table_switch() noexcept {
     ++_c.table_switches;
     const table::table& t = _reader.current();
     _per_endpoint.assign(t.endpoint_count(), 0);
-    for (size_t k = _live.size(); k-- > 0;) {
-        if (k >= _live.size()) {
-            continue; // closing one connection freed others
-        }
-        uint32_t i = _live[k];
-        conn& c = _conns[i];
+    for_each_live([&](uint32_t i, conn& c) {
         if (c.state != conn_state::open) {
-            continue;
+            return;
         }
         uint32_t ep = t.find_endpoint(c.cn_view());
         if (ep == table::none || t.endpoint(ep).revoked) {
             ++_c.revoked_while_open;
             c.endpoint = table::none;
             close_conn(i, "certificate revoked");
-            continue;
+            return;
         }
         c.endpoint = ep;
         if (c.kind == conn_kind::proxy && c.name_len > 0 && c.tunnel != tunnel_state::sniffing &&
@@ -1096,7 +1079,7 @@ void shard::on_table_switch() noexcept {
             c.endpoint = table::none; // not counted yet: nothing to give back
             close_conn(i, "no longer authorized");
         }
-    }
+    });
     // Counted after the closes: closing one connection can free another and
     // move a visited slot back under the loop above.
     for (uint32_t i : _live) {

@@ -260,7 +260,6 @@ private:
     bool pipe_acquire(conn::pipe_dir& d) noexcept;
     void pipe_release(conn::pipe_dir& d) noexcept;
     std::vector<std::pair<int, int>> _pipes; ///< idle pipes for splice, reused
-    /// Asks the ring to poll before its next sleep when connection i is a tunnel.
     /// A proxy tunnel's client side completed a receive (`from_client`) or a
     /// send: poll before sleeping when an answer is expected soon.
     void note_tunnel_traffic(const net::completion& cq, bool from_client) noexcept;
@@ -374,6 +373,18 @@ private:
     /// visit these, not every slot (a slot is ~700 bytes; 16,384 of them
     /// scanned ten times a second would sweep the cache for nothing).
     std::vector<uint32_t> _live;
+    /// Calls f(i, conn) for each connection not free. Backwards, because f
+    /// may close connections: freeing one moves the last into its place, and
+    /// the last ones were visited already (one may be visited twice, never
+    /// skipped).
+    template <typename F>
+    void for_each_live(F&& f) {
+        for (size_t k = _live.size(); k-- > 0;) {
+            if (k < _live.size()) {
+                f(_live[k], _conns[_live[k]]);
+            }
+        }
+    }
     /// Connections whose receive found no free buffer this turn (ENOBUFS):
     /// re-armed when the turn ends, once its buffers are back.
     std::vector<uint32_t> _starved;

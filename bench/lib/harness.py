@@ -711,8 +711,8 @@ def main(argv):
     ap.add_argument("--micro", action="store_true", help="also run the Google Benchmark binaries build/bench/*_bench")
     ap.add_argument("--targets", help="comma-separated subset of " + ",".join(peers.ORDER))
     ap.add_argument("--out", help="output directory (default $TMPDIR/ztdns-bench/<UTC time>)")
-    ap.add_argument("--metrics", help="comma-separated subset of the metric ids (%s, proxy_idle_memory)" %
-                    ", ".join(s["id"] for s in metric_specs(dict(PROFILES["full"]))))
+    known_metrics = [s["id"] for s in metric_specs(dict(PROFILES["full"]))] + ["proxy_idle_memory"]
+    ap.add_argument("--metrics", help="comma-separated subset of the metric ids (%s)" % ", ".join(known_metrics))
     ap.add_argument("--reps", type=int, help="override the repetitions of each metric")
     ap.add_argument("--duration", type=float, help="override the seconds of each measured window")
     ap.add_argument("--idle-tunnels", type=int, help="override the number of idle tunnels")
@@ -720,11 +720,10 @@ def main(argv):
     ap.add_argument("--render", metavar="DIR", help="only re-write DIR/report.md and its plots from DIR/results.json")
     opts = ap.parse_args(argv)
     if opts.metrics:
-        known = [s["id"] for s in metric_specs(dict(PROFILES["full"]))] + ["proxy_idle_memory"]
         opts.metrics = [m.strip() for m in opts.metrics.split(",") if m.strip()]
-        unknown = [m for m in opts.metrics if m not in known]
+        unknown = [m for m in opts.metrics if m not in known_metrics]
         if unknown:
-            ap.error("unknown metric(s) %s; known: %s" % (", ".join(unknown), ",".join(known)))
+            ap.error("unknown metric(s) %s; known: %s" % (", ".join(unknown), ",".join(known_metrics)))
     if opts.render:
         with open(os.path.join(opts.render, "results.json")) as f:
             report.write(os.path.abspath(opts.render), json.load(f))

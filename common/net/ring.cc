@@ -290,13 +290,12 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
                 ++_poll_hits;
                 // A find late in the window cost more CPU than sleeping and
                 // being woken would have: it counts against polling.
-                bool early = now_ns() + _busy_poll_ns / 2 < until;
-                _poll_score = static_cast<uint8_t>(early ? std::min(_poll_score + 1, 16) : std::max(_poll_score - 1, 0));
+                score_poll(now_ns() + _busy_poll_ns / 2 < until);
                 return;
             }
         } while (now_ns() < until);
         ++_poll_misses;
-        _poll_score = static_cast<uint8_t>(std::max(_poll_score - 1, 0));
+        score_poll(false);
     }
     __kernel_timespec ts{timeout_ms / 1000, (timeout_ms % 1000) * 1000000LL};
     io_uring_submit_and_wait_timeout(_ring.get(), &cqe, 1, &ts, nullptr);

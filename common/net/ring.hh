@@ -5,6 +5,7 @@
 // for a recycled slot is recognised and dropped. One ring per shard thread.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -185,8 +186,11 @@ private:
     bool _has_splice = false;
     uint64_t _busy_poll_ns = 0;
     bool _poll_next = false;
-    /// 0..16: +1 per hit, -1 per miss; polls while at least 8.
+    /// 0..16: +1 per early hit, -1 per miss or late hit; polls while at least 8.
     uint8_t _poll_score = 8;
+    void score_poll(bool paid) noexcept {
+        _poll_score = static_cast<uint8_t>(paid ? std::min(_poll_score + 1, 16) : std::max(_poll_score - 1, 0));
+    }
     uint8_t _poll_probe = 0;
     uint64_t _poll_hits = 0;
     uint64_t _poll_misses = 0;

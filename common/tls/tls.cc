@@ -52,13 +52,13 @@ struct context::ca_keys {
 namespace {
 
 /// One thread's verified CA signatures: 1,024 SHA-256 fingerprints (32 KiB)
-/// in 512 sets of two, a new one replacing the set's older entry. Per
-/// thread, so shards share nothing.
+/// in 512 sets of two, a new one replacing the set's older entry. An empty
+/// entry is all zeros, which no fingerprint is. Per thread, so shards share
+/// nothing.
 struct verified_table {
     using print = std::array<unsigned char, WC_SHA256_DIGEST_SIZE>;
     static constexpr size_t sets = 512;
     std::array<std::array<print, 2>, sets> prints{};
-    std::array<std::array<bool, 2>, sets> used{};
     std::array<uint8_t, sets> older{}; ///< the way to replace next
     verify_memo_stats stats;
 
@@ -69,14 +69,12 @@ struct verified_table {
     }
     bool has(const print& f) const noexcept {
         size_t s = set_of(f);
-        return (used[s][0] && prints[s][0] == f) || (used[s][1] && prints[s][1] == f);
+        return prints[s][0] == f || prints[s][1] == f;
     }
     void add(const print& f) noexcept {
         size_t s = set_of(f);
-        uint8_t way = !used[s][0] ? 0 : !used[s][1] ? 1 : older[s];
-        prints[s][way] = f;
-        used[s][way] = true;
-        older[s] = static_cast<uint8_t>(way ^ 1);
+        prints[s][older[s]] = f;
+        older[s] ^= 1;
     }
 };
 
@@ -85,7 +83,7 @@ thread_local verified_table t_verified;
 #ifdef HAVE_PK_CALLBACKS
 /// SHA-256 over (key, digest, signature), each prefixed with its length.
 bool fingerprint(const unsigned char* key, unsigned key_size, const unsigned char* hash, unsigned hash_size,
-                 const unsigned char* sig, unsigned sig_size, std::array<unsigned char, WC_SHA256_DIGEST_SIZE>& out) {
+                 const unsigned char* sig, unsigned sig_size, verified_table::print& out) {
     wc_Sha256 h;
     if (wc_InitSha256(&h) != 0) {
         return false;
@@ -108,7 +106,7 @@ int verify_ecc(WOLFSSL*, const unsigned char* sig, unsigned sig_size, const unsi
                const unsigned char* key_der, unsigned key_size, int* result, void* ctx) {
     *result = 0;
     const auto* ca = static_cast<const context::ca_keys*>(ctx);
-    std::array<unsigned char, WC_SHA256_DIGEST_SIZE> print;
+    verified_table::print print;
     bool memo = ca && ca->contains(key_der, key_size) &&
                 fingerprint(key_der, key_size, hash, hash_size, sig, sig_size, print);
     if (memo && t_verified.has(print)) {
