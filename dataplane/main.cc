@@ -40,10 +40,11 @@ Serves DNS over TLS and the TLS proxy (mutual TLS, client certificates from
 the data dir's CA) with the route table from ztdns-control (DIR/table.sock)
 or, without it, the last table file (DIR/route.table). Listen addresses,
 upstreams and limits come from DIR/ztdns.json; the options override them.
---busy-poll-us N: after a loop turn with work, a shard polls for new
-completions for up to N microseconds (default 50) before it sleeps, so a
-reply that comes back meanwhile is seen without waking an idle core; an idle
-shard never polls; 0 turns it off.
+--busy-poll-us N: after a loop turn that moved tunnel bytes, a shard polls
+for new completions for up to N microseconds (default 50) before it sleeps,
+so a reply that comes back meanwhile is seen without waking an idle core; it
+does not poll for clients that answer slower than 2N, backs off when polls
+keep finding nothing, never polls for DoT or when idle; 0 turns it off.
 SIGTERM stops gracefully.
 )";
 

@@ -1037,7 +1037,7 @@ void shard::on_tick() noexcept {
                 ++_c.idle_timeouts;
                 close_conn(i, nullptr);
             } else if (!c.recv_armed) {
-                arm_recv(i); // after ENOBUFS
+                arm_recv(i); // a safety net: rearm_starved re-arms after ENOBUFS
             }
         }
     });
