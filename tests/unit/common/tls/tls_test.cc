@@ -8,6 +8,9 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
+#include <wolfssl/wolfcrypt/ecc.h>
+#include <wolfssl/wolfcrypt/random.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include <algorithm>
 #include <array>
@@ -122,6 +125,85 @@ TEST_CASE("this wolfSSL has AES-NI (the scripts/setup build)") {
 #else
     CHECK(tls::has_aesni());
 #endif
+}
+
+namespace {
+std::string sha256_hex(const std::string& data, size_t chunk) {
+    wc_Sha256 sha;
+    REQUIRE(wc_InitSha256(&sha) == 0);
+    int failed = 0;
+    for (size_t at = 0; at < data.size(); at += chunk) {
+        size_t n = std::min(chunk, data.size() - at);
+        failed |= wc_Sha256Update(&sha, reinterpret_cast<const byte*>(data.data() + at), static_cast<word32>(n));
+    }
+    REQUIRE(failed == 0);
+    std::array<byte, WC_SHA256_DIGEST_SIZE> digest{};
+    REQUIRE(wc_Sha256Final(&sha, digest.data()) == 0);
+    wc_Sha256Free(&sha);
+    std::string hex;
+    for (byte b : digest) {
+        static constexpr char digits[] = "0123456789abcdef";
+        hex += digits[b >> 4];
+        hex += digits[b & 15];
+    }
+    return hex;
+}
+} // namespace
+
+// scripts/setup patches SHA-256 with the CPU's SHA extensions into wolfSSL
+// (scripts/wolfssl/sha256-shani.patch). Both ends of a test handshake use
+// the same code, so a wrong digest would not show there: check known answers
+// (FIPS 180-2 examples, the last one computed with coreutils' sha256sum),
+// fed in pieces that take every path (partial buffer, one block, many).
+TEST_CASE("SHA-256 gives the known answers, whole and in pieces") {
+    std::string pattern(4096, '\0');
+    for (size_t i = 0; i < pattern.size(); ++i) pattern[i] = static_cast<char>(i * 7 % 251);
+    const std::pair<std::string, const char*> known[] = {
+        {"", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+        {"abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+        {"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"},
+        {std::string(1000000, 'a'), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"},
+        {pattern, "9141107b6ed1422839ed97f4674de82ae742ec2f8556c3df948da06930f94393"},
+    };
+    for (const auto& [data, want] : known) {
+        for (size_t chunk : {size_t{1}, size_t{55}, size_t{64}, size_t{65}, size_t{1000}, size_t{1} << 20}) {
+            CAPTURE(data.size());
+            CAPTURE(chunk);
+            CHECK(sha256_hex(data, chunk) == want);
+        }
+    }
+}
+
+// scripts/setup builds wolfSSL with FP_ECC: from a key's second use on a
+// thread, its multiplications use a precomputed table (a client that
+// reconnects). The table path must refuse what the plain path refuses.
+TEST_CASE("a key verified often, from its cached table, still refuses wrong signatures") {
+    WC_RNG rng;
+    REQUIRE(wc_InitRng(&rng) == 0);
+    ecc_key key, other;
+    wc_ecc_init(&key);
+    wc_ecc_init(&other);
+    REQUIRE(wc_ecc_make_key(&rng, 32, &key) == 0);
+    REQUIRE(wc_ecc_make_key(&rng, 32, &other) == 0);
+    byte hash[32] = {1, 2, 3}, wrong_hash[32] = {1, 2, 4};
+    byte sig[80], other_sig[80];
+    word32 len = sizeof sig, other_len = sizeof other_sig;
+    REQUIRE(wc_ecc_sign_hash(hash, sizeof hash, sig, &len, &rng, &key) == 0);
+    REQUIRE(wc_ecc_sign_hash(hash, sizeof hash, other_sig, &other_len, &rng, &other) == 0);
+    auto verifies = [&](const byte* s, word32 n, const byte* h) {
+        int ok = 0;
+        return wc_ecc_verify_hash(s, n, h, sizeof hash, &ok, &key) == 0 && ok == 1;
+    };
+    for (int round = 0; round < 4; ++round) {
+        CAPTURE(round);
+        CHECK(verifies(sig, len, hash));
+        CHECK_FALSE(verifies(sig, len, wrong_hash));
+        CHECK_FALSE(verifies(other_sig, other_len, hash));
+    }
+    wc_ecc_free(&key);
+    wc_ecc_free(&other);
+    wc_FreeRng(&rng);
 }
 
 TEST_CASE("mutual TLS 1.3 in memory: handshake, CN, data both ways") {
