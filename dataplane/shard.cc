@@ -173,6 +173,7 @@ void shard::run() noexcept {
                 }
             }
         });
+        ++_turn;
         rearm_starved();
         _now_us = monotonic_us();
         _now_ms = _now_us / 1000;
@@ -476,6 +477,7 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
 void shard::advance(uint32_t i) noexcept {
     conn& c = _conns[i];
     if (c.state == conn_state::handshake) {
+        submit_if_turn_long(); // marks the start of this turn's wait
         c.tls.feed({cin_of(c), c.cin_len});
         tls::status st = c.tls.handshake();
         uint32_t left = static_cast<uint32_t>(c.tls.input_left());
@@ -489,6 +491,7 @@ void shard::advance(uint32_t i) noexcept {
             return;
         }
         flush(i);
+        submit_if_turn_long();
         if (st != tls::status::done) {
             return;
         }
@@ -506,6 +509,17 @@ void shard::advance(uint32_t i) noexcept {
         } else {
             read_queries(i);
         }
+    }
+}
+
+void shard::submit_if_turn_long() noexcept {
+    uint64_t now = monotonic_us();
+    if (_queued_turn != _turn) {
+        _queued_turn = _turn;
+        _queued_since_us = now;
+    } else if (now - _queued_since_us >= early_submit_us) {
+        _ring->submit();
+        _queued_since_us = now;
     }
 }
 

@@ -280,6 +280,13 @@ private:
     void rearm_starved() noexcept;
     /// Feeds cin to TLS and does what it allows: handshake, then queries.
     void advance(uint32_t i) noexcept;
+    /// Called around a handshake step (public-key work: 0.1 ms with ECDSA,
+    /// 3 ms signing with RSA 4096). Requests queued in a loop turn are
+    /// submitted when it ends; a turn that runs several handshakes would hold
+    /// each client's flight until the last is done. Once the turn has run
+    /// `early_submit_us` since its requests started waiting, they go now.
+    void submit_if_turn_long() noexcept;
+    static constexpr uint64_t early_submit_us = 100;
     bool authenticate(uint32_t i) noexcept;
     /// Reads DoT frames out of TLS and answers them while output has room.
     void read_queries(uint32_t i) noexcept;
@@ -409,6 +416,11 @@ private:
     net::timeout_spec _tick{0, 100'000'000};
     uint64_t _now_ms = 0;
     uint64_t _now_us = 0;
+    /// Loop turns, and the turn and time from which queued requests wait for
+    /// their submission (see submit_if_turn_long()).
+    uint64_t _turn = 0;
+    uint64_t _queued_turn = UINT64_MAX;
+    uint64_t _queued_since_us = 0;
     uint32_t _open = 0;
     bool _stopping = false;
     uint64_t _stop_deadline_ms = 0;

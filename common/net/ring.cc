@@ -267,6 +267,10 @@ void ring::read_eventfd(int fd, uint64_t* buf, tag t) noexcept {
     io_uring_sqe_set_data64(sqe, t.encode());
 }
 
+void ring::submit() noexcept {
+    io_uring_submit(_ring.get());
+}
+
 void ring::submit_and_wait(int timeout_ms) noexcept {
     io_uring_cqe* cqe = nullptr;
     if (io_uring_cq_ready(_ring.get()) > 0) {

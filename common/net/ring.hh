@@ -146,6 +146,11 @@ public:
     /// the next wait() polls first.
     void poll_next_wait() noexcept { _poll_next = true; }
 
+    /// Submits what is queued now, without waiting (wait() submits too): for
+    /// an owner whose turn runs long, so that replies it queued early leave
+    /// before the turn ends.
+    void submit() noexcept;
+
     /// Submits what is queued and waits up to `timeout_ms` for at least one
     /// completion; then calls `f(const completion&)` for each and returns the count.
     template <typename F>
