@@ -495,6 +495,7 @@ class Harness:
         rate = int(median(vals) / 2)
         lat = dict(next(s for s in metric_specs(self.prof) if s["id"] == "dot_latency"))  # also under --metrics dot_qps
         lat["args"] = ["--rate", str(rate), "--connections", "4"]
+        self.half_spec = lat
         log("\n== ztdns DoT latency at half its maximum rate (%d q/s)" % rate)
         for rep in range(1, self.prof["reps"] + 1):
             self.measure(lat, z[0], rep, metric_id="dot_latency_half")
@@ -651,7 +652,7 @@ class Harness:
         results = dict(machine=self.machine, profile=self.prof, profile_name=self.profile_name,
                        targets=self.target_status, order=[t.name for t in self.targets], checks=self.checks,
                        records=self.records, crypto=self.crypto, micro=self.micro, notes=self.notes,
-                       half_rate=getattr(self, "half_rate", None),
+                       half_rate=getattr(self, "half_rate", None), half_spec=getattr(self, "half_spec", None),
                        specs=[{k: v for k, v in s.items()} for s in self.selected_specs()])
         with open(os.path.join(self.out, "results.json"), "w") as f:
             json.dump(results, f, indent=1)

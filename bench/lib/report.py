@@ -582,8 +582,11 @@ class Report:
         self.crypto()
         specs = list(self.res["specs"])
         if self.res.get("half_rate"):
-            i = next(i for i, s in enumerate(specs) if s["id"] == "dot_latency")
-            half = dict(specs[i], id="dot_latency_half",
+            # After the fixed-rate latency, or after dot_qps when --metrics left it out.
+            ids = [s["id"] for s in specs]
+            i = ids.index("dot_latency") if "dot_latency" in ids else ids.index("dot_qps")
+            base = self.res.get("half_spec") or specs[ids.index("dot_latency")]  # older results.json: no half_spec
+            half = dict(base, id="dot_latency_half",
                         title="ztdns DoT latency at half its maximum rate (%s q/s, open loop)" %
                               fmt(self.res["half_rate"]))
             specs.insert(i + 1, half)
