@@ -722,27 +722,30 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
                     }
                 }
                 std::string_view zone = t.zone_name(m.zone);
-                char rname[300];
-                auto rn = fmt::format_to_n(rname, sizeof rname, "hostmaster.{}", zone);
-                dns::soa_record soa{zone, _o.server_name, {rname, std::min(rn.size, sizeof rname)}};
-                soa.minimum = _o.answer_ttl;
-                soa.ttl = _o.answer_ttl;
                 dns::response_spec spec;
                 spec.ttl = _o.answer_ttl;
                 spec.a = {a, na};
                 spec.aaaa = {aaaa, naaaa};
                 spec.ra = true;
-                char addr_text[INET6_ADDRSTRLEN];
-                std::string_view shown;
+                // The SOA (and its text) only for a negative answer; the
+                // address text only for the log line.
+                char rname[300];
+                dns::soa_record soa;
                 if (na + naaaa == 0) {
+                    auto rn = fmt::format_to_n(rname, sizeof rname, "hostmaster.{}", zone);
+                    soa = {zone, _o.server_name, {rname, std::min(rn.size, sizeof rname)}};
+                    soa.minimum = _o.answer_ttl;
+                    soa.ttl = _o.answer_ttl;
                     spec.code = (m.rrset != table::none || q.qname == zone) ? dns::rcode::noerror : dns::rcode::nxdomain;
                     spec.soa = &soa;
-                    shown = spec.code == dns::rcode::nxdomain ? "NXDOMAIN" : "NODATA";
-                } else {
-                    shown = na ? format_addr(a[0].data(), false, addr_text) : format_addr(aaaa[0].data(), true, addr_text);
                 }
                 r = dns::build_response(q, spec, out);
                 if (_o.log_queries) {
+                    char addr_text[INET6_ADDRSTRLEN];
+                    std::string_view shown = na     ? format_addr(a[0].data(), false, addr_text)
+                                             : naaaa ? format_addr(aaaa[0].data(), true, addr_text)
+                                             : spec.code == dns::rcode::nxdomain ? "NXDOMAIN"
+                                                                                 : "NODATA";
                     _log.info("DNS: {} queried {} → {}", c.cn_view(), q.qname, shown);
                 }
                 break;
