@@ -283,8 +283,10 @@ private:
     /// Called around a handshake step (public-key work: 0.1 ms with ECDSA,
     /// 3 ms signing with RSA 4096). Requests queued in a loop turn are
     /// submitted when it ends; a turn that runs several handshakes would hold
-    /// each client's flight until the last is done. Once the turn has run
-    /// `early_submit_us` since its requests started waiting, they go now.
+    /// each client's flight until the last is done. Once `early_submit_us`
+    /// have passed since the turn's first handshake step (or the last early
+    /// submit), what is queued goes now; what that completes waits for the
+    /// next turn (ring::wait() takes only what was there when it woke).
     void submit_if_turn_long() noexcept;
     static constexpr uint64_t early_submit_us = 100;
     bool authenticate(uint32_t i) noexcept;

@@ -581,11 +581,12 @@ class Report:
         self.checks()
         self.crypto()
         specs = list(self.res["specs"])
-        if self.res.get("half_rate"):
-            # After the fixed-rate latency, or after dot_qps when --metrics left it out.
-            ids = [s["id"] for s in specs]
+        # After the fixed-rate latency, or after dot_qps when --metrics left it
+        # out (results.json before half_spec: only with dot_latency).
+        ids = [s["id"] for s in specs]
+        base = self.res.get("half_spec") or next((s for s in specs if s["id"] == "dot_latency"), None)
+        if self.res.get("half_rate") and base:
             i = ids.index("dot_latency") if "dot_latency" in ids else ids.index("dot_qps")
-            base = self.res.get("half_spec") or specs[ids.index("dot_latency")]  # older results.json: no half_spec
             half = dict(base, id="dot_latency_half",
                         title="ztdns DoT latency at half its maximum rate (%s q/s, open loop)" %
                               fmt(self.res["half_rate"]))

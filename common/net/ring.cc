@@ -305,6 +305,10 @@ void ring::submit_and_wait(int timeout_ms) noexcept {
     io_uring_submit_and_wait_timeout(_ring.get(), &cqe, 1, &ts, nullptr);
 }
 
+unsigned ring::cq_ready() const noexcept {
+    return io_uring_cq_ready(_ring.get());
+}
+
 bool ring::peek(completion& c) noexcept {
     io_uring_cqe* cqe = nullptr;
     if (io_uring_peek_cqe(_ring.get(), &cqe) != 0 || !cqe) {

@@ -152,13 +152,16 @@ public:
     void submit() noexcept;
 
     /// Submits what is queued and waits up to `timeout_ms` for at least one
-    /// completion; then calls `f(const completion&)` for each and returns the count.
+    /// completion; then calls `f(const completion&)` for each that was there
+    /// and returns the count. Completions posted meanwhile (by an early
+    /// submit()) wait for the next call, so a turn ends even under a flood.
     template <typename F>
     unsigned wait(int timeout_ms, F&& f) noexcept {
         submit_and_wait(timeout_ms);
+        const unsigned ready = cq_ready();
         unsigned n = 0;
         completion c;
-        while (peek(c)) {
+        while (n < ready && peek(c)) {
             f(c);
             ++n;
         }
@@ -177,6 +180,7 @@ private:
     ring() = default;
     io_uring_sqe* next_sqe() noexcept;
     void submit_and_wait(int timeout_ms) noexcept;
+    unsigned cq_ready() const noexcept;
     bool peek(completion& c) noexcept;
 
     struct group_state {
