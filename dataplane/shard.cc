@@ -173,7 +173,7 @@ void shard::run() noexcept {
                 }
             }
         });
-        ++_turn;
+        _queued_since_us = 0;
         rearm_starved();
         _now_us = monotonic_us();
         _now_ms = _now_us / 1000;
@@ -514,8 +514,7 @@ void shard::advance(uint32_t i) noexcept {
 
 void shard::submit_if_turn_long() noexcept {
     uint64_t now = monotonic_us();
-    if (_queued_turn != _turn) {
-        _queued_turn = _turn;
+    if (_queued_since_us == 0) {
         _queued_since_us = now;
     } else if (now - _queued_since_us >= early_submit_us) {
         _ring->submit();

@@ -418,10 +418,8 @@ private:
     net::timeout_spec _tick{0, 100'000'000};
     uint64_t _now_ms = 0;
     uint64_t _now_us = 0;
-    /// Loop turns, and the turn and time from which queued requests wait for
-    /// their submission (see submit_if_turn_long()).
-    uint64_t _turn = 0;
-    uint64_t _queued_turn = UINT64_MAX;
+    /// Since when this turn's queued requests wait for their submission (see
+    /// submit_if_turn_long()); 0: no handshake step yet this turn.
     uint64_t _queued_since_us = 0;
     uint32_t _open = 0;
     bool _stopping = false;

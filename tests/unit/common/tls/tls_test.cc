@@ -12,6 +12,8 @@
 #include <wolfssl/wolfcrypt/random.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -140,13 +142,7 @@ std::string sha256_hex(const std::string& data, size_t chunk) {
     std::array<byte, WC_SHA256_DIGEST_SIZE> digest{};
     REQUIRE(wc_Sha256Final(&sha, digest.data()) == 0);
     wc_Sha256Free(&sha);
-    std::string hex;
-    for (byte b : digest) {
-        static constexpr char digits[] = "0123456789abcdef";
-        hex += digits[b >> 4];
-        hex += digits[b & 15];
-    }
-    return hex;
+    return fmt::format("{:02x}", fmt::join(digest, ""));
 }
 } // namespace
 
