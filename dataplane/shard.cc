@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -123,22 +124,30 @@ bool shard::init(std::string& err) {
     for (uint32_t i = waiter_capacity; i-- > 0;) {
         _free_waiters.push_back(i);
     }
+    _resume.reserve(waiter_capacity + 1); // one per waiter and the first asker: never grows
+    _slot_of_id.reset(new uint16_t[65536]);
+    std::fill_n(_slot_of_id.get(), 65536, inflight_empty);
+    if (::getrandom(&_random_state, sizeof _random_state, 0) != sizeof _random_state) {
+        err = std::string("getrandom: ") + std::strerror(errno);
+        return false;
+    }
     for (const auto& u : _o.upstreams) {
-        int fd = ::socket(u.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0 || ::connect(fd, u.sa(), u.length) != 0) {
-            err = "cannot open a socket to upstream " + u.str() + ": " + std::strerror(errno);
-            if (fd >= 0) {
-                ::close(fd);
+        for (uint32_t k = 0; k < upstream_sockets; ++k) {
+            int fd = ::socket(u.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0 || ::connect(fd, u.sa(), u.length) != 0) {
+                err = "cannot open a socket to upstream " + u.str() + ": " + std::strerror(errno);
+                if (fd >= 0) {
+                    ::close(fd);
+                }
+                return false;
             }
-            return false;
+            _upstream_fds.push_back(fd);
         }
-        _upstream_fds.push_back(fd);
     }
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     _scratch.reset(new std::byte[dns::max_message_size]);
     _padded.reset(new std::byte[dns::max_message_size]);
     _pipes.reserve(256); // the pipe cache never grows on the data path
-    _id_salt = static_cast<uint32_t>(monotonic_us()) * 2654435761u + _index;
     return _wake_fd >= 0;
 }
 
@@ -670,6 +679,27 @@ void shard::count_rcode(std::span<const std::byte> msg) noexcept {
     }
 }
 
+uint32_t shard::visible_parent_zone(const table::table& t, uint32_t zone, uint32_t endpoint) noexcept {
+    if (endpoint == table::none) {
+        return table::none;
+    }
+    for (;;) {
+        std::string_view name = t.zone_name(zone);
+        size_t dot = name.find('.');
+        if (dot == std::string_view::npos) {
+            return table::none;
+        }
+        table::name_match up = t.find(name.substr(dot + 1));
+        if (!up.found()) {
+            return table::none;
+        }
+        if (t.allows(up.zone, endpoint)) {
+            return up.zone;
+        }
+        zone = up.zone; // a shorter name each time: the loop ends
+    }
+}
+
 void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
     conn& c = _conns[i];
     ++_c.queries;
@@ -709,7 +739,19 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
         table::name_match m = q.qname_exact ? t.find(q.qname) : table::name_match{};
         if (m.found()) {
             ++_c.queries_private;
-            if (c.endpoint != table::none && t.allows(m.zone, c.endpoint)) {
+            bool allowed = c.endpoint != table::none && t.allows(m.zone, c.endpoint);
+            if (!allowed) {
+                // Not allowed: exactly what a name that does not exist gets,
+                // so the answer cannot tell that the private name exists. That
+                // is the answer of the nearest enclosing zone this CN may see
+                // (a name it does not have: NXDOMAIN), else the upstream's.
+                ++_c.queries_denied;
+                if (_o.log_queries) {
+                    _log.info("DNS: {} denied {} (not allowed)", c.cn_view(), q.qname);
+                }
+                m = {visible_parent_zone(t, m.zone, c.endpoint), table::none};
+            }
+            if (m.found()) {
                 std::array<uint8_t, 4> a[16];
                 std::array<uint8_t, 16> aaaa[16];
                 size_t na = 0, naaaa = 0;
@@ -739,7 +781,7 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
                     spec.soa = &soa;
                 }
                 r = dns::build_response(q, spec, out);
-                if (_o.log_queries) {
+                if (_o.log_queries && allowed) {
                     char addr_text[INET6_ADDRSTRLEN];
                     std::string_view shown = na     ? format_addr(a[0].data(), false, addr_text)
                                              : naaaa ? format_addr(aaaa[0].data(), true, addr_text)
@@ -748,12 +790,6 @@ void shard::handle_query(uint32_t i, std::span<const std::byte> msg) noexcept {
                     _log.info("DNS: {} queried {} → {}", c.cn_view(), q.qname, shown);
                 }
                 break;
-            }
-            // Not allowed: exactly what a name that does not exist gets, so
-            // the answer cannot tell that the private name exists.
-            ++_c.queries_denied;
-            if (_o.log_queries) {
-                _log.info("DNS: {} denied {} (not allowed)", c.cn_view(), q.qname);
             }
         }
         std::byte key[dns_cache::max_key];
@@ -1059,9 +1095,9 @@ void shard::on_tick() noexcept {
     });
     for (uint32_t s = 0; s < pending_capacity; ++s) {
         pending& p = _pending[s];
-        if (p.conn_generation != 0 && p.tcp != pending::tcp_phase::abandoned && _now_ms >= p.deadline_ms) {
+        if (p.conn_generation != 0 && !p.answered && _now_ms >= p.deadline_ms) {
             ++_c.upstream_timeouts;
-            answer_servfail(p);
+            answer_servfail(static_cast<uint16_t>(s));
             if (p.tcp != pending::tcp_phase::none) {
                 // Its TCP request is still in the kernel: cancel, free on completion.
                 p.tcp = pending::tcp_phase::abandoned;
@@ -1146,7 +1182,15 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
     p.conn = i;
     p.conn_generation = c.generation;
     p.client_id = q.hdr.id;
-    p.our_id = static_cast<uint16_t>(slot | ((_id_salt++ & 0xf) << 12));
+    p.answered = false;
+    uint64_t r;
+    do {
+        r = next_random();
+    } while (_slot_of_id[uint16_t(r)] != inflight_empty); // at most 4,096 of 65,536 ids are taken
+    p.our_id = uint16_t(r);
+    _slot_of_id[p.our_id] = slot;
+    uint32_t upstream = _next_upstream++ % uint32_t(_o.upstreams.size());
+    p.socket = static_cast<uint16_t>(upstream * upstream_sockets + (r >> 16) % upstream_sockets);
     p.deadline_ms = _now_ms + _o.upstream_timeout_ms;
     p.started_us = _now_us;
     p.key_len = static_cast<uint16_t>(key.size());
@@ -1162,32 +1206,54 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
     std::memcpy(_scratch.get(), msg.data(), msg.size());
     std::span<std::byte> copy(_scratch.get(), msg.size());
     dns::set_message_id(copy, p.our_id);
-    int fd = _upstream_fds[_next_upstream++ % _upstream_fds.size()];
+    int fd = _upstream_fds[p.socket];
     if (::send(fd, copy.data(), copy.size(), MSG_DONTWAIT) < 0) {
         ++_c.upstream_errors; // the timeout answers SERVFAIL
     }
 }
 
-void shard::answer_servfail(const pending& p) noexcept {
-    // Rebuild the question into a minimal SERVFAIL (RD and RA set).
+void shard::answer_servfail(uint16_t slot) noexcept {
+    // Rebuild the question into a minimal SERVFAIL (RD and RA set; the id is set per client).
+    const pending& p = _pending[slot];
     std::byte* out = _scratch.get();
     std::memset(out, 0, dns::header_size);
-    out[0] = std::byte(p.client_id >> 8);
-    out[1] = std::byte(p.client_id);
     out[2] = std::byte(0x81); // QR, RD
     out[3] = std::byte(0x82); // RA, SERVFAIL
     out[5] = std::byte(1);    // one question
     std::memcpy(out + dns::header_size, p.question, p.question_len);
-    std::span<std::byte> msg(out, size_t(dns::header_size + p.question_len));
+    answer_pending(slot, {out, size_t(dns::header_size + p.question_len)});
+}
+
+void shard::answer_pending(uint16_t slot, std::span<std::byte> msg) noexcept {
+    pending& p = _pending[slot];
+    inflight_erase(slot);
+    p.answered = true;
+    uint32_t w = p.waiters;
+    p.waiters = none32;
+    dns::set_message_id(msg, p.client_id);
     deliver(p.conn, p.conn_generation, msg, p.started_us, p.pad);
-    for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
-        dns::set_message_id(msg, _waiters[w].client_id);
-        deliver(_waiters[w].conn, _waiters[w].conn_generation, msg, _waiters[w].started_us, _waiters[w].pad);
+    while (w != none32) {
+        const waiter& x = _waiters[w];
+        dns::set_message_id(msg, x.client_id);
+        deliver(x.conn, x.conn_generation, msg, x.started_us, x.pad);
+        _free_waiters.push_back(w);
+        w = x.next;
     }
+    for (size_t k = 0; k < _resume.size(); ++k) { // maybe_resume never adds to it
+        auto [i, generation] = _resume[k];
+        if (_conns[i].generation == generation) {
+            maybe_resume(i);
+        }
+    }
+    _resume.clear();
 }
 
 void shard::finish_pending(uint16_t slot) noexcept {
     pending& p = _pending[slot];
+    if (!p.answered) {
+        ++_c.bugs; // every path answers first
+        answer_servfail(slot);
+    }
     if (p.tcp_fd >= 0) {
         ::close(p.tcp_fd);
         p.tcp_fd = -1;
@@ -1198,13 +1264,7 @@ void shard::finish_pending(uint16_t slot) noexcept {
     }
     p.tcp = pending::tcp_phase::none;
     ++p.tcp_generation;
-    inflight_erase(slot);
-    for (uint32_t w = p.waiters; w != none32;) {
-        uint32_t next = _waiters[w].next;
-        _free_waiters.push_back(w);
-        w = next;
-    }
-    p.waiters = none32;
+    _slot_of_id[p.our_id] = inflight_empty;
     p.conn_generation = 0;
     _free_pending.push_back(slot);
 }
@@ -1266,25 +1326,25 @@ void shard::on_upstream(const net::completion& cq) noexcept {
     }
     std::span<std::byte> resp(_ring->buffer(group_udp, bid), size_t(cq.res));
     uint16_t id = be16(resp.data());
-    pending& p = _pending[id & 0xfff];
-    if (p.conn_generation == 0 || p.our_id != id) {
+    uint16_t slot = _slot_of_id[id];
+    if (slot == inflight_empty || _pending[slot].answered || _pending[slot].socket != cq.t.index) {
         ++_c.upstream_errors; // late (after a timeout) or not ours
         _ring->recycle(group_udp, bid);
         return;
     }
+    pending& p = _pending[slot];
     auto check = dns::validate_response(resp, id, {p.question, p.question_len});
     if (check.error != dns::upstream_error::none) {
         ++_c.upstream_errors;
         _ring->recycle(group_udp, bid);
         return; // wait for the real answer or the timeout
     }
-    uint16_t slot = static_cast<uint16_t>(id & 0xfff);
     if (check.truncated) {
         // DoT clients cannot retry over TCP themselves: we do, once.
         ++_c.upstream_truncated;
         _ring->recycle(group_udp, bid);
         if (p.tcp == pending::tcp_phase::none) {
-            upstream_tcp_start(slot, cq.t.index);
+            upstream_tcp_start(slot, cq.t.index / upstream_sockets);
         }
         return;
     }
@@ -1300,12 +1360,7 @@ void shard::upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache
             _cache.insert({p.key, p.key_len}, resp, uint32_t(_now_ms / 1000), ttl.ttl);
         }
     }
-    dns::set_message_id(resp, p.client_id);
-    deliver(p.conn, p.conn_generation, resp, p.started_us, p.pad);
-    for (uint32_t w = p.waiters; w != none32; w = _waiters[w].next) {
-        dns::set_message_id(resp, _waiters[w].client_id);
-        deliver(_waiters[w].conn, _waiters[w].conn_generation, resp, _waiters[w].started_us, _waiters[w].pad);
-    }
+    answer_pending(slot, resp);
     finish_pending(slot);
 }
 
@@ -1316,7 +1371,7 @@ void shard::upstream_tcp_start(uint16_t slot, uint32_t upstream) noexcept {
     int fd = p.tcp_buf == chunk_pool::none ? -1 : ::socket(u.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         ++_c.upstream_errors;
-        answer_servfail(p);
+        answer_servfail(slot);
         finish_pending(slot);
         return;
     }
@@ -1358,7 +1413,7 @@ void shard::on_upstream_tcp(const net::completion& cq) noexcept {
     }
     auto fail = [&] {
         ++_c.upstream_errors;
-        answer_servfail(p);
+        answer_servfail(slot);
         finish_pending(slot);
     };
     if (cq.res < 0) {
@@ -1440,7 +1495,9 @@ void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, 
         }
     }
     flush(idx);
-    maybe_resume(idx);
+    if (c.paused) {
+        _resume.emplace_back(idx, gen);
+    }
 }
 
 } // namespace zt::dataplane

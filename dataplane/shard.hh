@@ -293,6 +293,8 @@ private:
     /// Reads DoT frames out of TLS and answers them while output has room.
     void read_queries(uint32_t i) noexcept;
     void handle_query(uint32_t i, std::span<const std::byte> msg) noexcept;
+    /// The nearest zone enclosing `zone` that `endpoint` may see, or none.
+    static uint32_t visible_parent_zone(const table::table& t, uint32_t zone, uint32_t endpoint) noexcept;
     /// The endpoint's exchange (catalog.cc): PTR `_catalog._ztdns.<server name>`
     /// lists the zones this CN may see; SRV `_ztdns._tcp.<zone>` gives a
     /// service's port. Returns the answer's size, or 0 when the question is not
@@ -316,7 +318,9 @@ private:
         uint32_t conn = 0;
         uint32_t conn_generation = 0; ///< 0: slot free
         uint16_t client_id = 0;
-        uint16_t our_id = 0;
+        uint16_t our_id = 0;      ///< random (RFC 5452), and indexes _slot_of_id
+        uint16_t socket = 0;      ///< the _upstream_fds entry the query left by (its answer comes back there)
+        bool answered = false;    ///< the clients have their answer (or SERVFAIL); the slot may wait for its TCP retry
         uint16_t key_len = 0;
         uint16_t question_len = 0;
         uint64_t deadline_ms = 0;
@@ -354,7 +358,7 @@ private:
     uint32_t inflight_find(std::span<const std::byte> key, uint64_t h) const noexcept;
     void inflight_insert(uint16_t slot) noexcept;
     void inflight_erase(uint16_t slot) noexcept;
-    /// Frees a pending slot and its waiters.
+    /// Frees an answered pending slot (and its TCP retry's socket and buffer).
     void finish_pending(uint16_t slot) noexcept;
     void on_upstream(const net::completion& c) noexcept;
     /// Retries a truncated answer's question over TCP to the same upstream.
@@ -362,11 +366,21 @@ private:
     void on_upstream_tcp(const net::completion& c) noexcept;
     /// Delivers an upstream answer to the client and every waiter, caches it, frees the slot.
     void upstream_answer(uint16_t slot, std::span<std::byte> resp, bool cache) noexcept;
-    void answer_servfail(const pending& p) noexcept;
-    /// Sends a whole answer message to connection `conn` (if it is still the same one).
-    /// Sends a forwarded query's answer (`pad`: padded again first, RFC 8467).
+    /// Answers the slot's clients with a SERVFAIL made from its question.
+    void answer_servfail(uint16_t slot) noexcept;
+    /// Gives `msg` (under each client's id) to the slot's client and waiters.
+    /// The slot leaves the in-flight index and its waiters are detached
+    /// first, and paused connections resume only after the last delivery: a
+    /// query a resumed client sends again would otherwise join a list already
+    /// walked (and never be answered), or overwrite `msg` in scratch.
+    void answer_pending(uint16_t slot, std::span<std::byte> msg) noexcept;
+    /// Stages a forwarded query's answer for connection `conn` if it is still
+    /// the same one (`pad`: padded again first, RFC 8467); a connection paused
+    /// for want of room is noted in _resume.
     void deliver(uint32_t conn_index, uint32_t conn_generation, std::span<const std::byte> msg, uint64_t started_us,
                  bool pad) noexcept;
+    /// Connections (index, generation) that answer_pending resumes when it is done.
+    std::vector<std::pair<uint32_t, uint32_t>> _resume;
     void count_rcode(std::span<const std::byte> msg) noexcept;
 
     uint32_t _index;
@@ -410,9 +424,23 @@ private:
     std::unique_ptr<waiter[]> _waiters;
     std::vector<uint32_t> _free_waiters;
     static constexpr uint32_t waiter_capacity = 16384;
+    /// upstream_sockets connected UDP sockets per upstream, each from its own
+    /// port the kernel picked: a query leaves by a random one under a random
+    /// id, so an off-path forger must guess both (RFC 5452).
     std::vector<int> _upstream_fds;
+    static constexpr uint32_t upstream_sockets = 8;
     uint32_t _next_upstream = 0;
-    uint32_t _id_salt = 0;
+    /// The pending slot of each upstream query id in use, or inflight_empty.
+    std::unique_ptr<uint16_t[]> _slot_of_id;
+    uint64_t _random_state = 0;
+    /// splitmix64, seeded from getrandom(2): unpredictable off the machine,
+    /// which is all a query id needs.
+    uint64_t next_random() noexcept {
+        uint64_t z = (_random_state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    }
     int _wake_fd = -1;
     uint64_t _wake_buf = 0;
     net::timeout_spec _tick{0, 100'000'000};

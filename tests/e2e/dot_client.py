@@ -2,7 +2,7 @@
 """A DoT client for the end-to-end tests (Python's ssl, i.e. OpenSSL, with a
 client certificate): pipelining, malformed messages, and a held connection.
 
-  dot_client.py HOST PORT BUNDLE SERVER_NAME pipeline N NAME
+  dot_client.py HOST PORT BUNDLE SERVER_NAME pipeline N NAME [RCODE]
   dot_client.py HOST PORT BUNDLE SERVER_NAME garbage
   dot_client.py HOST PORT BUNDLE SERVER_NAME hold SECONDS
 """
@@ -50,7 +50,7 @@ def read_answer(s):
     return read_exact(s, length)
 
 
-def pipeline(s, n, name):
+def pipeline(s, n, name, want_rcode=0):
     ids = random.sample(range(65536), n)
     s.sendall(b"".join(frame(query(i, name)) for i in ids))
     seen = set()
@@ -58,7 +58,7 @@ def pipeline(s, n, name):
         ans = read_answer(s)
         qid, flags = struct.unpack(">HH", ans[:4])
         rcode = flags & 0xF
-        if qid not in ids or qid in seen or not flags & 0x8000 or rcode != 0:
+        if qid not in ids or qid in seen or not flags & 0x8000 or rcode != want_rcode:
             print("bad answer: id %d flags %04x" % (qid, flags))
             return 1
         seen.add(qid)
@@ -128,7 +128,7 @@ def main():
         return garbage(host, port, bundle, server_name)
     s = connect(host, port, bundle, server_name)
     if cmd == "pipeline":
-        return pipeline(s, int(sys.argv[6]), sys.argv[7])
+        return pipeline(s, int(sys.argv[6]), sys.argv[7], int(sys.argv[8]) if len(sys.argv) > 8 else 0)
     if cmd == "hold":
         return hold(s, float(sys.argv[6]))
     print("unknown command " + cmd)

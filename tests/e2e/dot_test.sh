@@ -60,6 +60,8 @@ check_output "1,000 pipelined private queries on one connection, matched by ID" 
     python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 1000 db.internal.corp
 check_output "1,000 pipelined public queries on one connection, matched by ID" "answered 1000 of 1000" \
     python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 1000 other.public.test
+check_output "40 identical pipelined queries for an answer that is not cached (TTL 0): all answered, none lost" "answered 40 of 40" \
+    python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 40 zero.public.test
 check_output "malformed messages get FORMERR or a close, and the server keeps serving" "still serving after the malformed messages: True" \
     python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test garbage
 
@@ -139,6 +141,14 @@ dot "$CAROL" db.internal.corp A > "$T/last.out" 2>&1
 if refused; then ok "a revoked CN is refused right after ztdns revoke, nothing restarted"; else not_ok "a revoked CN is refused"; cat "$T/last.out"; fi
 check "the refusal is logged with the CN and the reason" grep -q "DNS: refused $CAROL: revoked" "$T/dataplane.log"
 
+# ---- nested zones: one the CN may not see inside one it may ------------------------------
+add_service Intranet 8080 internal.corp > /dev/null && "$ZTDNS" --data-dir "$D" authorize "$BOB" internal.corp > /dev/null
+check "bob may see the parent zone internal.corp (its SOA comes with a nonexistent name's NXDOMAIN)" \
+    wait_for 3 bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$BOB' doesnotexist.internal.corp A | grep -E '^internal\.corp\.[[:space:]].*SOA'"
+check "db.internal.corp, which bob may not see, has exactly the shape of a nonexistent name in internal.corp" \
+    test "$(shape "$BOB" db.internal.corp A)" = "$(shape "$BOB" doesnotexist.internal.corp A)"
+check_output "and the same authority: internal.corp's SOA, not the upstream's" '^internal\.corp\.[[:space:]].*SOA' dot "$BOB" db.internal.corp A
+
 # ---- table updates and control going away ------------------------------------------
 check_output "bob resolves after ztdns authorize, without reconnecting anything" '203\.0\.113\.50' \
     bash -c "'$ZTDNS' --data-dir '$D' authorize '$BOB' db.internal.corp > /dev/null && sleep 0.3 && $(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$BOB' db.internal.corp A"
@@ -150,6 +160,8 @@ kill "$unbound_pid"; wait "$unbound_pid" 2> /dev/null
 start_ms=$(date +%s%3N)
 check_output "upstream down: SERVFAIL" 'status: SERVFAIL' dot "$ALICE" nocache.public.test A
 elapsed=$(($(date +%s%3N) - start_ms))
+check_output "upstream down: 40 identical pipelined queries all get SERVFAIL, matched by ID" "answered 40 of 40" \
+    python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 40 down.public.test 2
 check "SERVFAIL came within the 700 ms timeout plus one tick (took ${elapsed} ms, dig included)" test "$elapsed" -lt 1500
 
 # ---- restart from the table file alone ----------------------------------------------------

@@ -79,6 +79,7 @@ server:
     local-zone: "public.test." static
     local-data: "www.public.test. 300 IN A 198.18.0.10"
     local-data: "other.public.test. 300 IN A 198.18.0.11"
+    local-data: "zero.public.test. 0 IN A 198.18.0.12"
     local-data: 'big.public.test. 300 IN TXT "$(printf 'a%.0s' $(seq 250))" "$(printf 'b%.0s' $(seq 250))" "$(printf 'c%.0s' $(seq 250))" "$(printf 'd%.0s' $(seq 250))" "$(printf 'e%.0s' $(seq 250))" "$(printf 'f%.0s' $(seq 250))"'
     local-zone: "corp." static
     local-zone: "." refuse
