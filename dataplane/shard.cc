@@ -933,6 +933,9 @@ void shard::on_send(uint32_t i, const net::completion& cq) noexcept {
         proxy_flush(i);
         return;
     }
+    if (cq.res > 0) {
+        c.deadline_ms = _now_ms + _o.idle_timeout_ms; // the client reads its answers
+    }
     flush(i);
     maybe_resume(i);
 }
@@ -1088,6 +1091,12 @@ void shard::on_tick() noexcept {
             if (_now_ms >= c.deadline_ms && c.pending_upstream == 0 && c.stage_len == 0 && !c.send_inflight) {
                 ++_c.idle_timeouts;
                 close_conn(i, nullptr);
+            } else if (_now_ms >= c.deadline_ms && c.send_inflight) {
+                // A send that has not moved for the idle timeout: the client
+                // does not read (its window is closed). It would hold its slot
+                // and buffers for good.
+                ++_c.idle_timeouts;
+                close_conn(i, "the client does not read its answers");
             } else if (!c.recv_armed) {
                 arm_recv(i); // a safety net: rearm_starved re-arms after ENOBUFS
             }

@@ -5,6 +5,8 @@ client certificate): pipelining, malformed messages, and a held connection.
   dot_client.py HOST PORT BUNDLE SERVER_NAME pipeline N NAME [RCODE]
   dot_client.py HOST PORT BUNDLE SERVER_NAME garbage
   dot_client.py HOST PORT BUNDLE SERVER_NAME hold SECONDS
+  dot_client.py HOST PORT BUNDLE SERVER_NAME count N NAME
+  dot_client.py HOST PORT BUNDLE SERVER_NAME noread SECONDS NAME
 """
 import os
 import random
@@ -12,23 +14,31 @@ import socket
 import ssl
 import struct
 import sys
+import threading
 import time
 
 
-def connect(host, port, bundle, server_name):
+def connect(host, port, bundle, server_name, rcvbuf=0):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_verify_locations(os.path.join(bundle, "ca.crt"))
     ctx.load_cert_chain(os.path.join(bundle, "cert.pem"), os.path.join(bundle, "key.pem"))
-    raw = socket.create_connection((host, port), timeout=10)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)  # before connect: sets the window
+    raw.settimeout(10)
+    raw.connect((host, port))
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return ctx.wrap_socket(raw, server_hostname=server_name)
 
 
-def query(qid, name, qtype=1):
-    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 0)
+def query(qid, name, qtype=1, padding=False):
+    q = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1 if padding else 0)
     for label in name.split("."):
         q += bytes([len(label)]) + label.encode()
-    return q + b"\0" + struct.pack(">HH", qtype, 1)
+    q += b"\0" + struct.pack(">HH", qtype, 1)
+    if padding:  # an OPT record with an empty Padding option: answers come padded to 468 (RFC 8467)
+        q += b"\0" + struct.pack(">HHIHHH", 41, 1232, 0, 4, 12, 0)
+    return q
 
 
 def frame(msg):
@@ -121,16 +131,55 @@ def hold(s, seconds):
     return 0
 
 
+def count(s, n, name):
+    """Sends N pipelined queries; prints how many were answered before the server closed."""
+    s.sendall(b"".join(frame(query(i, name)) for i in range(n)))
+    got = 0
+    try:
+        while got < n:
+            read_answer(s)
+            got += 1
+    except (EOFError, ssl.SSLError, ConnectionError):
+        print("answered %d, then closed by the server" % got)
+        return 0
+    print("answered all %d" % got)
+    return 0
+
+
+def noread(s, seconds, name):
+    """Sends padded queries and never reads an answer; prints whether and when the server closes."""
+    def flood():
+        try:
+            for i in range(200000):
+                s.sendall(frame(query(i & 0xFFFF, name, padding=True)))
+        except (OSError, ssl.SSLError):
+            pass
+    threading.Thread(target=flood, daemon=True).start()
+    start = time.time()
+    while time.time() - start < seconds:
+        info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)
+        if info[0] != 1:  # tcpi_state: no longer ESTABLISHED
+            print("closed by the server after %.2fs" % (time.time() - start), flush=True)
+            return 0
+        time.sleep(0.05)
+    print("still open after %ss" % seconds, flush=True)
+    return 0
+
+
 def main():
     host, port, bundle, server_name, cmd = sys.argv[1:6]
     port = int(port)
     if cmd == "garbage":
         return garbage(host, port, bundle, server_name)
-    s = connect(host, port, bundle, server_name)
+    s = connect(host, port, bundle, server_name, rcvbuf=4096 if cmd == "noread" else 0)
     if cmd == "pipeline":
         return pipeline(s, int(sys.argv[6]), sys.argv[7], int(sys.argv[8]) if len(sys.argv) > 8 else 0)
     if cmd == "hold":
         return hold(s, float(sys.argv[6]))
+    if cmd == "count":
+        return count(s, int(sys.argv[6]), sys.argv[7])
+    if cmd == "noread":
+        return noread(s, float(sys.argv[6]), sys.argv[7])
     print("unknown command " + cmd)
     return 2
 

@@ -165,8 +165,33 @@ check_output "upstream down: 40 identical pipelined queries all get SERVFAIL, ma
 check "SERVFAIL came within the 700 ms timeout plus one tick (took ${elapsed} ms, dig included)" test "$elapsed" -lt 1500
 
 # ---- restart from the table file alone ----------------------------------------------------
-kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
-check "SIGTERM stops the data plane cleanly" grep -q "DNS: stopped after" "$T/dataplane.log"
+kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null; rc=$?
+check "SIGTERM stops the data plane cleanly, exit status 0 (was $rc)" \
+    bash -c "test $rc -eq 0 && grep -q 'DNS: stopped after' '$T/dataplane.log'"
 mv "$T/dataplane.log" "$T/dataplane-1.log"
 start_dataplane || not_ok "restart without control"
 check_output "a data plane started without control serves the table file" '203\.0\.113\.50' dot "$ALICE" db.internal.corp A
+
+# ---- limits that hold under abuse ------------------------------------------------------
+# restart_with JQ_FILTER: the data plane again, on one shard, with ztdns.json's limits changed.
+restart_with() {
+    kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
+    cat "$T/dataplane.log" >> "$T/dataplane-old.log"
+    jq "$1" "$D/ztdns.json" > "$T/z.json" && mv "$T/z.json" "$D/ztdns.json"
+    start_dataplane --shards 1 || not_ok "restart with $1"
+}
+client() { python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test "$@"; }
+restart_with '.limits.idle_timeout_ms = 1000 | .limits.max_connections_per_cn = 2'
+check_output "an idle connection is closed after the idle timeout (1 s)" "closed by the server after 1\.[0-4]" client hold 5
+check_output "a client that sends and never reads its answers is closed too" "closed by the server after" client noread 8 db.internal.corp
+check "and the reason is logged" grep -q "connection closed for $ALICE (the client does not read its answers" "$T/dataplane.log"
+client hold 5 > "$T/hold1.log" 2>&1 &
+_pids+=($!)
+client hold 5 > "$T/hold2.log" 2>&1 &
+_pids+=($!)
+wait_for 5 grep -q connected "$T/hold1.log"; wait_for 5 grep -q connected "$T/hold2.log"
+check_output "a third connection of a CN allowed two is refused" "closed|Error|error" client hold 1
+check "the refusal is logged with the CN and the limit" grep -q "DNS: refused $ALICE: over 2 connections" "$T/dataplane.log"
+restart_with '.limits.max_queries_per_connection = 5'
+check_output "at most 5 queries per connection, then the server closes it" "answered 5, then closed by the server" \
+    client count 10 db.internal.corp
