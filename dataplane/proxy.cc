@@ -30,24 +30,6 @@ sniffed copy_name(std::string_view n, char (&name)[254], uint8_t& len) noexcept 
     return sniffed::found;
 }
 
-/// The SNI of the outer ClientHello, before wolfSSL sees it. `needed`: how
-/// many bytes the stream must hold before asking again (a client trickling its
-/// hello byte by byte must not make us re-parse it each time).
-sniffed outer_sni(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len, uint32_t& needed) noexcept {
-    char buf[proto::name_buffer_size];
-    auto r = proto::sniff_client_hello(bytes, std::span<char, proto::name_buffer_size>(buf, sizeof buf));
-    switch (r.status) {
-    case proto::tls_status::need_more:
-        needed = static_cast<uint32_t>(std::max(r.needed, bytes.size() + 1));
-        return sniffed::need_more;
-    case proto::tls_status::found:
-        // A literal address in SNI names no zone; leave routing to the plaintext.
-        return r.sni.kind == proto::host_kind::dns_name ? copy_name(r.sni.text, name, len) : sniffed::none;
-    default:
-        return sniffed::none;
-    }
-}
-
 /// A name in the first plaintext bytes: an HTTP/1.x Host, or an inner ClientHello's SNI.
 sniffed plaintext_name(std::span<const std::byte> bytes, char (&name)[254], uint8_t& len) noexcept {
     char buf[proto::name_buffer_size];
@@ -83,23 +65,6 @@ std::string_view format_backend(const sockaddr_in6& a, char (&buf)[64]) noexcept
 
 } // namespace
 
-bool shard::proxy_sniff_outer(uint32_t i) noexcept {
-    conn& c = _conns[i];
-    if (c.cin_len < c.sniff_needed && cin_capacity - c.cin_len >= recv_buffer_size) {
-        return false;
-    }
-    sniffed r = outer_sni({cin_of(c), c.cin_len}, c.name, c.name_len, c.sniff_needed);
-    if (r == sniffed::need_more && cin_capacity - c.cin_len >= recv_buffer_size) {
-        return false;
-    }
-    // Found, absent, or not a ClientHello at all (wolfSSL will refuse that).
-    c.sni_done = true;
-    if (r != sniffed::found) {
-        c.name_len = 0;
-    }
-    return true;
-}
-
 void shard::proxy_start(uint32_t i) noexcept {
     conn& c = _conns[i];
     c.tunnel = tunnel_state::sniffing;
@@ -108,8 +73,13 @@ void shard::proxy_start(uint32_t i) noexcept {
         proxy_park(i);
         return;
     }
-    // SNI first, unless it names the proxy itself.
-    if (c.name_len > 0 && c.name_view() != _o.server_name) {
+    // The SNI wolfSSL parsed and kept (WOLFSSL_ALWAYS_KEEP_SNI), unless it
+    // names the proxy itself; an address in SNI names no zone. Else the name
+    // comes from the first plaintext bytes.
+    char buf[proto::name_buffer_size];
+    proto::host_name sni = proto::normalize_host(c.tls.sni(), std::span<char, proto::name_buffer_size>(buf, sizeof buf));
+    if (sni.kind == proto::host_kind::dns_name && sni.text != _o.server_name &&
+        copy_name(sni.text, c.name, c.name_len) == sniffed::found) {
         proxy_route(i);
         return;
     }

@@ -471,10 +471,6 @@ void shard::on_recv(uint32_t i, const net::completion& cq) noexcept {
     std::memcpy(cin_of(c) + c.cin_len, _ring->buffer(group_tcp, cq.buffer_id()), size_t(cq.res));
     c.cin_len += uint32_t(cq.res);
     _ring->recycle(group_tcp, cq.buffer_id());
-    if (c.kind == conn_kind::proxy && !c.sni_done && !proxy_sniff_outer(i)) {
-        arm_recv(i); // the ClientHello is not complete yet
-        return;
-    }
     advance(i);
     if (c.ktls_wanted) {
         ktls_try(i);
@@ -1038,7 +1034,7 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.cn_len = 0;
     c.kind = conn_kind::dot;
     c.tunnel = tunnel_state::sniffing;
-    c.sni_done = c.connect_inflight = c.brecv_armed = c.bsend_inflight = false;
+    c.connect_inflight = c.brecv_armed = c.bsend_inflight = false;
     c.client_eof = c.backend_eof = c.backend_shut = c.client_shut = false;
     c.attempts = c.name_len = c.service_cn_len = 0;
     c.backend_fd = -1;
@@ -1050,7 +1046,6 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.client_reply_us = unknown_reply;
     c.client_wait_from_us = 0;
     c.shut_pending = false;
-    c.sniff_needed = 0;
     c.tracker = {};
     c.generation = gen ? gen : 1;
     _free_conns.push_back(i);

@@ -123,8 +123,6 @@ private:
         // ---- the proxy's side of a tunnel (unused by DoT) ----
         conn_kind kind = conn_kind::dot;
         tunnel_state tunnel = tunnel_state::sniffing;
-        bool sni_done = false;        ///< the outer ClientHello was looked at
-        uint32_t sniff_needed = 0;    ///< bytes cin must hold before the ClientHello can be complete
         bool connect_inflight = false;
         bool brecv_armed = false;
         bool bsend_inflight = false;
@@ -222,9 +220,6 @@ private:
     void on_tick() noexcept;
 
     // ---- the TLS proxy (proxy.cc) ----
-    /// Before the handshake: reads the SNI from the ClientHello in cin.
-    /// False while more bytes are needed.
-    bool proxy_sniff_outer(uint32_t i) noexcept;
     /// After the handshake: SNI, else the first plaintext bytes, name the destination.
     void proxy_start(uint32_t i) noexcept;
     /// Decrypts what the client sent into c2b (and sniffs while sniffing).

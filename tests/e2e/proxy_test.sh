@@ -83,6 +83,8 @@ check_output "ssh to a real sshd through the proxy (ProxyCommand openssl s_clien
 wait_for 5 bash -c "ss -ltn | grep -q ':$ECHO_PORT '"
 check_output "1 GiB each way through one tunnel arrives intact (checksums)" "^intact" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" echo.internal.corp bulk 1024
+check_output "routing by SNI from a ClientHello of over 1 KiB that comes in 300-byte pieces" "^round trip: ping" \
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" echo.internal.corp bighello
 check_output "half-close: the client closes its side and still gets the whole answer" "answer after half-close: b'100000'" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" count.internal.corp halfclose
 

@@ -6,6 +6,7 @@ OpenSSL, with a client certificate and SNI = the private name).
   tunnel_client.py PORT BUNDLE NAME halfclose     send, close our side (close_notify + FIN), read the answer
   tunnel_client.py PORT BUNDLE NAME hold SECONDS  hold a tunnel open; say when the proxy closes it
   tunnel_client.py PORT BUNDLE NAME ping          one round trip
+  tunnel_client.py PORT BUNDLE NAME bighello      one round trip after a ClientHello of over 1 KiB sent in pieces
 """
 import hashlib
 import os
@@ -155,6 +156,56 @@ def halfclose(port, bundle, name):
     return 0 if answer.strip() == str(len(payload)).encode() else 1
 
 
+def bighello(port, bundle, name):
+    """A ClientHello of over 1 KiB (a long ALPN list; a post-quantum key share
+    makes one as large) sent in 300-byte pieces 30 ms apart, then one round
+    trip through the tunnel: the SNI must survive the split."""
+    ctx = context(bundle)
+    ctx.set_alpn_protocols(["p%d-%s" % (k, "x" * 200) for k in range(6)])
+    raw = socket.create_connection((HOST, port), timeout=30)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname=name)
+    hello, pieces = 0, 0
+
+    def pump():
+        data = raw.recv(65536)
+        if not data:
+            raise EOFError("closed by the proxy")
+        inc.write(data)
+
+    try:
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                data = out.read()
+                if not hello:
+                    hello = len(data)
+                    for k in range(0, len(data), 300):
+                        raw.sendall(data[k:k + 300])
+                        pieces += 1
+                        time.sleep(0.03)
+                else:
+                    raw.sendall(data)
+                pump()
+        raw.sendall(out.read())
+        obj.write(b"ping\n")
+        raw.sendall(out.read())
+        while True:
+            try:
+                answer = obj.read(100).decode().strip()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+    except (EOFError, ssl.SSLError, ConnectionError) as e:
+        print("failed after a ClientHello of %d bytes in %d pieces: %s" % (hello, pieces, e))
+        return 1
+    print("round trip: %s (ClientHello of %d bytes in %d pieces)" % (answer, hello, pieces))
+    return 0 if answer == "ping" and hello > 1024 else 1
+
+
 def hold(s, seconds):
     s.sendall(b"ping\n")
     s.recv(100)
@@ -178,6 +229,8 @@ def main():
         return halfclose(port, bundle, name)
     if cmd == "bulk":
         return bulk(port, bundle, name, int(sys.argv[5]))
+    if cmd == "bighello":
+        return bighello(port, bundle, name)
     s = connect(port, bundle, name)
     if cmd == "hold":
         return hold(s, float(sys.argv[5]))
