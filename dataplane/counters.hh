@@ -97,6 +97,7 @@ struct alignas(64) shard_counters {
     ZT_SHARD_COUNTERS(ZT_DECLARE_COUNTER)
 #undef ZT_DECLARE_COUNTER
     counter connections_active; ///< a gauge
+    counter tunnels_active;     ///< a gauge: opened and not yet closed (a service endpoint's pair counts once)
     std::array<counter, latency_buckets> forwarded_latency_us{};
 };
 
@@ -107,6 +108,7 @@ inline std::vector<metrics::slot_desc> page_slots() {
     ZT_SHARD_COUNTERS(ZT_DESCRIBE_COUNTER)
 #undef ZT_DESCRIBE_COUNTER
     v.push_back({metrics::kind::gauge, "connections_active"});
+    v.push_back({metrics::kind::gauge, "tunnels_active"});
     for (size_t i = 0; i < latency_buckets; ++i) {
         v.push_back({metrics::kind::histogram, "forwarded_answer_latency"});
     }
@@ -114,7 +116,7 @@ inline std::vector<metrics::slot_desc> page_slots() {
 }
 
 #define ZT_ONE(name) +1
-static_assert(offsetof(shard_counters, forwarded_latency_us) == 8 * (0 ZT_SHARD_COUNTERS(ZT_ONE) + 1),
+static_assert(offsetof(shard_counters, forwarded_latency_us) == 8 * (0 ZT_SHARD_COUNTERS(ZT_ONE) + 2),
               "shard_counters must be the slots of page_slots(), in order, without padding");
 #undef ZT_ONE
 

@@ -958,16 +958,19 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
             }
         }
     }
-    if (c.kind == conn_kind::proxy && c.tunnel != tunnel_state::sniffing && c.tunnel != tunnel_state::parked &&
-        (c.name_len > 0 || c.tunnel == tunnel_state::paired)) {
-        // The seed's audit line, with what moved and how.
+    if (c.opened || c.tunnel == tunnel_state::paired) {
+        // The seed's audit line, with what moved and how (for each side of a
+        // service endpoint's pair; the tunnel counts once, on the client's).
         _log.info("Proxy: Connection closed for {} ({}s active, {} bytes up, {} bytes down, {}{}{})", c.cn_view(),
                   (_now_ms - c.opened_ms) / 1000, c.bytes_up, c.bytes_down, c.ktls ? "kTLS" : "user-space TLS",
                   why ? ", " : "",
                   why ? why : "");
-        ++_c.tunnels_closed;
-        _c.tunnel_bytes_up += c.bytes_up;
-        _c.tunnel_bytes_down += c.bytes_down;
+        if (c.opened) {
+            ++_c.tunnels_closed;
+            _c.tunnels_active = uint64_t(_c.tunnels_active) - 1;
+            _c.tunnel_bytes_up += c.bytes_up;
+            _c.tunnel_bytes_down += c.bytes_down;
+        }
     } else if (why) {
         _log.info("{}: connection closed for {} ({}, {}s active, {} queries)",
                   c.kind == conn_kind::proxy ? "Proxy" : "DNS",
@@ -1041,6 +1044,7 @@ void shard::maybe_free(uint32_t i) noexcept {
     c.service = table::none;
     c.c2b_len = c.c2b_sent = 0;
     c.bytes_up = c.bytes_down = 0;
+    c.opened = false;
     c.ktls_wanted = c.ktls = c.exact_recv = c.recv_cancelling = false;
     c.peer = table::none;
     c.client_reply_us = unknown_reply;

@@ -136,6 +136,7 @@ private:
         uint32_t service = table::none;
         uint32_t c2b_len = 0;         ///< plaintext from the client for the service
         uint32_t c2b_sent = 0;
+        bool opened = false;          ///< counted in tunnels_opened (the client's side of a pair only)
         uint64_t bytes_up = 0;        ///< client -> service, plaintext
         uint64_t bytes_down = 0;      ///< service -> client, plaintext
         char name[254];               ///< the destination name (SNI, Host or inner SNI)

@@ -181,9 +181,7 @@ std::vector<table_subscriber> publisher::subscribers() const {
             s.counters = true;
             s.connections_active = c.metrics.total("connections_active");
             s.queries = c.metrics.total("queries");
-            // Closed is read last and may count a tunnel opened since: never below 0.
-            uint64_t opened = c.metrics.total("tunnels_opened"), closed = c.metrics.total("tunnels_closed");
-            s.tunnels_open = opened > closed ? opened - closed : 0;
+            s.tunnels_open = c.metrics.total("tunnels_active");
         }
     }
     return out;

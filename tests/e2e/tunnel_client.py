@@ -4,7 +4,8 @@ OpenSSL, with a client certificate and SNI = the private name).
 
   tunnel_client.py PORT BUNDLE NAME bulk MIB      send MIB MiB to an echo service and check what comes back
   tunnel_client.py PORT BUNDLE NAME halfclose     send, close our side (close_notify + FIN), read the answer
-  tunnel_client.py PORT BUNDLE NAME hold SECONDS  hold a tunnel open; say when the proxy closes it
+  tunnel_client.py PORT BUNDLE NAME hold SECONDS  hold a tunnel open; say when the proxy closes it,
+                                                  or after SECONDS what one more round trip answers
   tunnel_client.py PORT BUNDLE NAME ping          one round trip
   tunnel_client.py PORT BUNDLE NAME bighello      one round trip after a ClientHello of over 1 KiB sent in pieces
 """
@@ -217,7 +218,13 @@ def hold(s, seconds):
             pass
         print("closed by the proxy after %.2fs" % (time.time() - start), flush=True)
     except socket.timeout:
-        print("still open after %ss" % seconds, flush=True)
+        s.settimeout(5)
+        s.sendall(b"again\n")
+        try:
+            answer = s.recv(100).decode().strip()
+        except (OSError, ssl.SSLError) as e:
+            answer = "(%s)" % e
+        print("still open after %ss; one more round trip: %s" % (seconds, answer), flush=True)
     except (ssl.SSLError, ConnectionError) as e:
         print("closed by the proxy after %.2fs (%s)" % (time.time() - start, e), flush=True)
     return 0
