@@ -54,6 +54,7 @@ namespace zt::dataplane {
     X(ktls_key_updates)            /* kTLS tunnels closed on a client KeyUpdate */                                    \
     X(busy_poll_hits)              /* waits that polled and found work (--busy-poll-us) */                           \
     X(busy_poll_misses)            /* waits that polled for nothing, then slept */                                    \
+    X(accept_fd_table_full)        /* accept failed with EMFILE/ENFILE: the listener rests until the next tick */    \
     X(recv_no_buffer)              /* a receive found every buffer of its pool busy: re-armed after the turn */       \
     X(bugs)                        /* an invariant broke; logged once each */
 

@@ -27,7 +27,6 @@
 namespace zt::dataplane {
 namespace {
 constexpr size_t splice_chunk = 64 * 1024;
-constexpr size_t pipe_pool_cap = 256;
 } // namespace
 
 bool shard::pipe_acquire(conn::pipe_dir& d) noexcept {

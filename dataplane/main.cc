@@ -220,8 +220,10 @@ int main(int argc, char** argv) {
         getrlimit(RLIMIT_NOFILE, &rl);
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
-        uint64_t fd_budget = rl.rlim_cur > 256 ? (rl.rlim_cur - 256) / shards : 64;
-        so.max_connections = static_cast<uint32_t>(std::min<uint64_t>(so.max_connections, fd_budget));
+        // 256 for the process; with kernel TLS, each shard's pool of empty pipes too.
+        uint64_t reserve = 256 + (so_ktls ? uint64_t(shards) * 2 * zt::dataplane::shard::pipe_pool_cap : 0);
+        so.fd_budget = static_cast<uint32_t>(
+            std::min<uint64_t>(UINT32_MAX, rl.rlim_cur > reserve + 64 * shards ? (rl.rlim_cur - reserve) / shards : 64));
         for (const auto& u : o.upstreams.empty() ? a.upstreams : o.upstreams) {
             zt::net::address addr;
             if (!zt::net::parse_address(u, addr)) {

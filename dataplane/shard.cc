@@ -74,12 +74,16 @@ bool shard::init(std::string& err) {
     // Service-side sockets live in the ring's file table, one slot per
     // connection, so a tunnel costs one entry of the process's fd table, not
     // two. The kernel TLS path splices with plain syscalls and keeps real fds.
+    _o.max_connections = std::min(_o.max_connections, _o.fd_budget);
     if (!_o.proxy_listen.empty() && !_o.ktls) {
         std::string why;
         _direct = _ring->enable_direct(_o.max_connections, why);
         if (!_direct) {
             _log.warn("Proxy: service sockets use the process's fd table ({})", why);
         }
+    }
+    if (!_o.proxy_listen.empty() && !_direct) {
+        _o.max_connections = std::max(1u, std::min(_o.max_connections, _o.fd_budget / 2));
     }
     for (const auto& a : _o.dot_listen) {
         int fd = net::listen_tcp(a, 4096, err);
@@ -124,6 +128,7 @@ bool shard::init(std::string& err) {
     for (uint32_t i = waiter_capacity; i-- > 0;) {
         _free_waiters.push_back(i);
     }
+    _accept_paused.reserve(_listeners.size());
     _resume.reserve(waiter_capacity + 1); // one per waiter and the first asker: never grows
     _slot_of_id.reset(new uint16_t[65536]);
     std::fill_n(_slot_of_id.get(), 65536, inflight_empty);
@@ -316,8 +321,19 @@ void shard::on_completion(const net::completion& c) noexcept {
 }
 
 void shard::on_accept(const net::completion& c) noexcept {
+    bool full = c.res == -EMFILE || c.res == -ENFILE;
     if (!c.more() && !_stopping && c.t.index < _listeners.size()) {
-        _ring->accept_multishot(_listeners[c.t.index], {net::op::accept, 0, c.t.index});
+        if (full) {
+            ++_c.accept_fd_table_full;
+            _accept_paused.push_back(c.t.index);
+            if (_now_ms >= _fd_full_logged_ms + 1000) {
+                _fd_full_logged_ms = _now_ms;
+                _log.warn("{}: the fd table is full ({} connections open): not accepting until the next tick",
+                          c.t.index < _dot_listeners ? "DNS" : "Proxy", _open);
+            }
+        } else {
+            _ring->accept_multishot(_listeners[c.t.index], {net::op::accept, 0, c.t.index});
+        }
     }
     if (c.res < 0) {
         return;
@@ -1061,6 +1077,12 @@ void shard::maybe_free(uint32_t i) noexcept {
 
 void shard::on_tick() noexcept {
     _ring->timeout(&_tick, {net::op::timeout, 0, 0});
+    for (uint32_t l : _accept_paused) {
+        if (!_stopping && l < _listeners.size()) {
+            _ring->accept_multishot(_listeners[l], {net::op::accept, 0, l});
+        }
+    }
+    _accept_paused.clear();
     _c.busy_poll_hits = _ring->poll_hits();
     _c.busy_poll_misses = _ring->poll_misses();
     for_each_live([this](uint32_t i, conn& c) {

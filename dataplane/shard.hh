@@ -32,6 +32,11 @@ struct shard_options {
     std::vector<net::address> upstreams;
     std::string server_name; ///< mname of synthesized SOA records
     uint32_t max_connections = 16384;
+    /// File descriptors this shard may hold for connections (main.cc: the
+    /// hard limit shared out). A proxy connection whose service socket is in
+    /// the process's fd table (kernel TLS, or no direct descriptors) holds
+    /// two, so max_connections is halved then (init()).
+    uint32_t fd_budget = 16384;
     uint32_t max_connections_per_cn = 1024;
     uint32_t buffer_chunks = 2048;
     uint32_t handshake_timeout_ms = 5000;
@@ -71,6 +76,8 @@ public:
 
     /// Sets up ring, listeners, pools and sockets. On the shard's thread.
     bool init(std::string& err);
+    /// Empty pipes each shard keeps for the kernel TLS path's splices.
+    static constexpr size_t pipe_pool_cap = 256;
     /// The loop; returns after stop once open work finished or the drain deadline passed.
     void run() noexcept;
     /// Wakes the loop (any thread), e.g. after setting shared.stop.
@@ -219,6 +226,11 @@ private:
     /// error. Returns the connection when the handler goes on.
     conn* settle_send(uint32_t i, const net::completion& c, bool conn::*inflight) noexcept;
     void on_tick() noexcept;
+    /// Listeners whose multishot accept ended with the fd table full
+    /// (EMFILE/ENFILE): re-armed at the next tick, not at once (it would fail
+    /// again on the same queued connection, turn after turn).
+    std::vector<uint32_t> _accept_paused;
+    uint64_t _fd_full_logged_ms = 0; ///< that warning goes out once a second at most
 
     // ---- the TLS proxy (proxy.cc) ----
     /// After the handshake: SNI, else the first plaintext bytes, name the destination.

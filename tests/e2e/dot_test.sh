@@ -195,3 +195,26 @@ check "the refusal is logged with the CN and the limit" grep -q "DNS: refused $A
 restart_with '.limits.max_queries_per_connection = 5'
 check_output "at most 5 queries per connection, then the server closes it" "answered 5, then closed by the server" \
     client count 10 db.internal.corp
+
+# ---- a full fd table: accept rests until the next tick, then takes connections again ---------------
+kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
+cat "$T/dataplane.log" >> "$T/dataplane-old.log"
+# 40 descriptors: about 20 left for connections once the process has its own.
+start dataplane prlimit --nofile=40:40 "$ZTDATAPLANE" --data-dir "$D" --shards 1
+wait_for 10 grep -q "listening on .*(DoT" "$T/dataplane.log" || not_ok "data plane starts with 40 descriptors"
+DOT_PORT=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$T/dataplane.log" | head -1 | cut -d: -f2)
+cpu() { awk '{print $14 + $15}' "/proc/$dataplane_pid/stat"; }
+python3 -c "
+import socket, sys, time
+held = [socket.create_connection(('127.0.0.1', $DOT_PORT)) for _ in range(60)]
+time.sleep(1.6)
+" &
+flood=$!
+sleep 0.3
+before=$(cpu); sleep 1; after=$(cpu)
+check "with the fd table full the data plane waits, it does not spin (CPU $((after - before)) of 100 ticks in 1 s)" \
+    test $((after - before)) -lt 30
+check "and says so in its log" grep -q "DNS: the fd table is full" "$T/dataplane.log"
+wait "$flood"
+check "once descriptors are free again, new connections are served" \
+    wait_for 5 bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$ALICE' db.internal.corp A | grep -q 203.0.113.50"
