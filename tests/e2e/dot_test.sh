@@ -15,7 +15,9 @@ check_output "a second data plane refuses a port that is already served (no sile
 # ---- private names ----------------------------------------------------------
 check_output "authorized CN gets the proxy address" '^db\.internal\.corp\.[[:space:]]+60[[:space:]]+IN[[:space:]]+A[[:space:]]+203\.0\.113\.50' \
     dot "$ALICE" db.internal.corp A
-check_fails "the service's real address never appears" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$ALICE' db.internal.corp A | grep -q 198.19.10.50"
+dot "$ALICE" db.internal.corp A > "$T/alice.out" 2>&1
+check "the service's real address never appears (in an answer that has the proxy's)" \
+    bash -c "grep -q 203.0.113.50 '$T/alice.out' && ! grep -q 198.19.10.50 '$T/alice.out'"
 check_output "the answer is authoritative" 'flags: qr aa' dot "$ALICE" db.internal.corp A
 check_output "AAAA of a name with only A records is NODATA with the zone's SOA" 'status: NOERROR.*|SOA' dot "$ALICE" db.internal.corp AAAA
 check_output "a name under the zone without records is NXDOMAIN" 'status: NXDOMAIN' dot "$ALICE" nothere.db.internal.corp A
@@ -40,7 +42,9 @@ check "the denial is logged" wait_for 3 grep -q "DNS: $BOB denied db.internal.co
 
 # ---- the endpoint's catalog: standard DNS, never an address ------------------------------
 check_output "the catalog lists the zones a CN may see (PTR)" 'PTR[[:space:]]+db\.internal\.corp\.' dot "$ALICE" _catalog._ztdns.edge1.test PTR
-check_fails "the catalog lists nothing for a CN that may see nothing" bash -c "$(declare -f dot); D='$D' DOT_PORT=$DOT_PORT dot '$BOB' _catalog._ztdns.edge1.test PTR | grep -q 'PTR.*internal'"
+dot "$BOB" _catalog._ztdns.edge1.test PTR > "$T/bob-catalog.out" 2>&1
+check "the catalog lists nothing for a CN that may see nothing (an answer, without PTR records)" \
+    bash -c "grep -q 'status:' '$T/bob-catalog.out' && ! grep -q 'PTR.*internal' '$T/bob-catalog.out'"
 check_output "SRV gives the service's port" 'SRV[[:space:]]+0 0 5432 db\.internal\.corp\.' dot "$ALICE" _ztdns._tcp.db.internal.corp SRV
 check "SRV for a zone the CN may not see looks like a nonexistent name" \
     test "$(shape "$BOB" _ztdns._tcp.db.internal.corp SRV)" = "$(shape "$BOB" _ztdns._tcp.doesnotexist.internal.corp SRV)"
@@ -182,6 +186,17 @@ restart_with() {
 }
 client() { python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test "$@"; }
 restart_with '.limits.idle_timeout_ms = 1000 | .limits.max_connections_per_cn = 2'
+check_output "a connection that never starts its handshake is closed after the handshake timeout (2 s)" "closed after 2\.[0-4]" \
+    python3 -c "
+import socket, time
+s = socket.create_connection(('127.0.0.1', $DOT_PORT))
+s.settimeout(10)
+t = time.time()
+try:
+    s.recv(1)
+except OSError:
+    pass
+print('closed after %.2f s' % (time.time() - t))"
 check_output "an idle connection is closed after the idle timeout (1 s)" "closed by the server after 1\.[0-4]" client hold 5
 check_output "a client that sends and never reads its answers is closed too" "closed by the server after" client noread 8 db.internal.corp
 check "and the reason is logged" grep -q "connection closed for $ALICE (the client does not read its answers" "$T/dataplane.log"

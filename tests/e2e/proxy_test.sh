@@ -50,6 +50,17 @@ check "ztdns-dataplane reports its proxy port" test -n "$PROXY_PORT"
 wait_for 10 bash -c "ss -ltn | grep -q ':$PG_PORT '" || not_ok "PostgreSQL starts"
 
 A=$D/bundles/$ALICE
+if grep -q "kernel TLS off" "$T/dataplane.log"; then
+    timeout 10 "$ZTDATAPLANE" --data-dir "$D" --shards 1 --ktls on --dot-listen 127.0.0.1:0 --proxy-listen 127.0.0.1:0 > "$T/ktls-on.out" 2>&1
+    echo "exit status $?" >> "$T/ktls-on.out"
+    check "--ktls on where the kernel has no kernel TLS: refuses to start, and says why" \
+        bash -c "grep -q -- '--ktls on, but this kernel has no kernel TLS' '$T/ktls-on.out' && grep -q 'exit status [1-9]' '$T/ktls-on.out'"
+else
+    skip "--ktls on without kernel TLS refuses to start: this kernel has kTLS (the VM tier runs --ktls on)"
+fi
+# The first plaintext bytes must name the destination within 5 s when the SNI names the proxy itself (timed in the background).
+python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" edge1.test silent 9 > "$T/sniff.out" 2>&1 &
+sniff_client=$!
 ccurl() { local b=$D/bundles/$1; shift; curl -sS --max-time 10 --cacert "$b/ca.crt" --cert "$b/cert.pem" --key "$b/key.pem" "$@"; }
 
 # ---- HTTP: by SNI, and by Host when SNI names the proxy or is absent ------------------------
@@ -104,6 +115,28 @@ sleep 0.3
 check_fails "a service that is down: the client's connection is closed" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" down.internal.corp ping
 check "and it is logged" grep -q "Proxy: cannot connect to service 127.0.0.1:$DOWN_PORT for $ALICE" "$T/dataplane.log"
+# A service whose SYNs go unanswered (its accept queue is full): the connect timeout (500 ms here) ends the wait.
+STALL_PORT=$(free_port)
+start stall python3 -c "
+import socket, time
+l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(('127.0.0.1', $STALL_PORT)); l.listen(0)
+held = [socket.create_connection(('127.0.0.1', $STALL_PORT)) for _ in range(2)]  # the queue is full now
+time.sleep(120)"
+STALL=$(add_service Stall "$STALL_PORT" stall.internal.corp)
+"$ZTDNS" --data-dir "$D" authorize "$ALICE" stall.internal.corp > /dev/null
+jq --arg s "$STALL" '.[$s].connect_timeout_ms = 500' "$D/routes.json" > "$T/routes.json" && cp "$T/routes.json" "$D/routes.json"
+"$ZTDNS" --data-dir "$D" reload > /dev/null
+sleep 0.3
+start_ms=$(date +%s%3N)
+check_fails "a service that never answers the connect: the client's connection is closed" \
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" stall.internal.corp ping
+elapsed=$(($(date +%s%3N) - start_ms))
+check "within the 500 ms connect timeout (took $elapsed ms, the client's TLS handshake included)" test "$elapsed" -lt 2500
+check "and it is logged as a timeout" grep -q "Proxy: cannot connect to service 127.0.0.1:$STALL_PORT for $ALICE: timed out" "$T/dataplane.log"
+wait "$sniff_client"
+check_output "no destination name in 5 s (SNI names the proxy, no plaintext bytes): closed" "closed by the proxy after [56]\." cat "$T/sniff.out"
+check "and it is logged" grep -q "no destination name in time" "$T/dataplane.log"
 
 # ---- active health checks: a dead backend found before any client meets it ------------------------------------
 HC_UP=$(free_port) HC_DOWN=$(free_port)

@@ -7,6 +7,7 @@ OpenSSL, with a client certificate and SNI = the private name).
   tunnel_client.py PORT BUNDLE NAME hold SECONDS  hold a tunnel open; say when the proxy closes it,
                                                   or after SECONDS what one more round trip answers
   tunnel_client.py PORT BUNDLE NAME ping          one round trip
+  tunnel_client.py PORT BUNDLE NAME silent SECONDS  say nothing after the handshake; say when the proxy closes
   tunnel_client.py PORT BUNDLE NAME bighello      one round trip after a ClientHello of over 1 KiB sent in pieces
 """
 import hashlib
@@ -241,6 +242,19 @@ def main():
     s = connect(port, bundle, name)
     if cmd == "hold":
         return hold(s, float(sys.argv[5]))
+    if cmd == "silent":
+        start = time.time()
+        s.settimeout(float(sys.argv[5]))
+        try:
+            while s.recv(100):
+                pass
+        except socket.timeout:
+            print("still open after %ss" % sys.argv[5])
+            return 1
+        except (ssl.SSLError, ConnectionError):
+            pass
+        print("closed by the proxy after %.2fs" % (time.time() - start))
+        return 0
     if cmd == "ping":
         s.sendall(b"ping\n")
         answer = s.recv(100).decode().strip()
