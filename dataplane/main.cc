@@ -45,7 +45,9 @@ for new completions for up to N microseconds (default 50) before it sleeps,
 so a reply that comes back meanwhile is seen without waking an idle core; it
 does not poll for clients that answer slower than 2N, backs off when polls
 keep finding nothing, never polls for DoT or when idle; 0 turns it off.
-SIGTERM stops gracefully.
+SIGTERM stops gracefully. SIGHUP reads DIR/route.table again and adopts it
+when it is newer than the table in use (for --no-control; with control,
+tables come over its socket anyway).
 )";
 
 struct options {
@@ -371,6 +373,14 @@ int main(int argc, char** argv) {
                 if (::read(sig_fd, &si, sizeof si) == sizeof si && si.ssi_signo != SIGHUP) {
                     zt::log::info("DNS: stopping (signal {}), finishing open work", si.ssi_signo);
                     break;
+                }
+                if (si.ssi_signo == SIGHUP) {
+                    // The table file again (a newer generation is adopted, as
+                    // from control; a broken file leaves the table in use).
+                    zt::log::info("Table: SIGHUP: reading {}/route.table", o.dir);
+                    if (auto e = sub.load_file(o.dir + "/route.table"); !e.empty()) {
+                        zt::log::warn("Table: {}; the table in use stays", e);
+                    }
                 }
             }
             if (o.use_control) {

@@ -176,6 +176,23 @@ mv "$T/dataplane.log" "$T/dataplane-1.log"
 start_dataplane || not_ok "restart without control"
 check_output "a data plane started without control serves the table file" '203\.0\.113\.50' dot "$ALICE" db.internal.corp A
 
+# ---- --no-control: a new table file is adopted on SIGHUP -------------------------------------
+kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
+cat "$T/dataplane.log" >> "$T/dataplane-old.log"
+start_dataplane --no-control || not_ok "data plane starts with --no-control"
+start control "$ZTCONTROL" --data-dir "$D"
+wait_for 10 test -S "$D/control.sock"
+check_output "bob resolves (authorized above)" '203\.0\.113\.50' dot "$BOB" db.internal.corp A
+"$ZTDNS" --data-dir "$D" revoke "$BOB" > /dev/null
+sleep 0.5
+check_output "control rewrote the table file; without SIGHUP the data plane keeps the table it has" '203\.0\.113\.50' \
+    dot "$BOB" db.internal.corp A
+kill -HUP "$dataplane_pid"
+check "after SIGHUP it adopts the newer table file" wait_for 3 grep -q "Table: SIGHUP: reading" "$T/dataplane.log"
+dot "$BOB" db.internal.corp A > "$T/last.out" 2>&1
+if refused; then ok "and bob, revoked in it, is refused"; else not_ok "and bob, revoked in it, is refused"; cat "$T/last.out"; fi
+kill "$control_pid"; wait "$control_pid" 2> /dev/null
+
 # ---- limits that hold under abuse ------------------------------------------------------
 # restart_with JQ_FILTER: the data plane again, on one shard, with ztdns.json's limits changed.
 restart_with() {
