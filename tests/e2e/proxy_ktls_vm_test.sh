@@ -9,7 +9,9 @@
 # `ztdns-dataplane --no-control --ktls on --shards 2`, one wolfSSL client
 # per case (bulk, records sent with the Finished, half-close, service closes
 # first, KeyUpdate, TLS 1.2 ECDHE-ECDSA-AES128-GCM, ChaCha20 staying in user
-# space), and checks on the dataplane's log. One line per case and check.
+# space, a CN revoked while its kTLS tunnel is open: the table file from
+# `ztdns revoke` swapped in and SIGHUP), and checks on the dataplane's log.
+# One line per case and check.
 # Skips, saying why, when the VM cannot be started here.
 . "$(dirname "$0")/lib.sh"
 
@@ -40,6 +42,13 @@ setup() {
     z client add alice || return 1
     CN=$(jq -r 'to_entries[] | select(.value.name == "alice") | .key' "$D/endpoints.json")
     for d in echo count close; do z authorize "$CN" "$d.internal.corp" || return 1; done
+    # bob's tunnel is revoked in the VM: the table file after `ztdns revoke` is kept aside.
+    z client add bob || return 1
+    BOB=$(jq -r 'to_entries[] | select(.value.name == "bob") | .key' "$D/endpoints.json")
+    z authorize "$BOB" echo.internal.corp || return 1
+    cp "$D/route.table" "$T/route-before.table"
+    z revoke "$BOB" || return 1
+    mv "$D/route.table" "$D/route-revoked.table" && cp "$T/route-before.table" "$D/route.table" || return 1
     # Control is not needed in the VM (the dataplane runs --no-control on route.table).
     kill "$control_pid" && wait "$control_pid" 2> /dev/null
     rm -f "$D/control.sock" "$D/table.sock"
@@ -52,6 +61,7 @@ if ! setup > "$T/setup.log" 2>&1; then
 fi
 cat > "$T/proxy-ktls.env" << ENV
 CN=$CN
+BOB=$BOB
 PROXY_PORT=$PROXY_PORT
 ECHO_PORT=$ECHO_PORT
 COUNT_PORT=$COUNT_PORT

@@ -663,6 +663,26 @@ std::string case_key_update(const case_args& a, const client_options& o) {
                        c.suite());
 }
 
+// A tunnel held after a round trip (so the proxy has switched to kTLS): it
+// prints "held", then waits for the proxy to close it (the VM script revokes
+// the CN in the table file and sends the data plane SIGHUP).
+std::string case_revoked(const case_args& a, const client_options& o) {
+    client c(a.port, a.bundle, a.name, o);
+    c.handshake(false);
+    client::plan p;
+    p.up_bytes = 4096;
+    p.echo = true;
+    stream up(p.up_seed);
+    fnv sum;
+    c.exchange(p, up, sum);
+    std::printf("held\n");
+    std::fflush(stdout);
+    auto t0 = clock_type::now();
+    std::string how = c.expect_closed_by_proxy();
+    return fmt::format("4096 bytes echoed, then held: the proxy closed the tunnel {:.2f}s later ({}); {}",
+                       seconds_since(t0), how, c.suite());
+}
+
 int run_client(int argc, char** argv) {
     if (argc < 6) {
         std::fprintf(stderr, "usage: %s client PROXY_PORT BUNDLE_DIR CASE NAME [MIB]\n", argv[0]);
@@ -694,6 +714,8 @@ int run_client(int argc, char** argv) {
             detail = case_halfclose(a, {aes128, false}, {12000, 12001}, 0, false);
         } else if (name == "service-closes") {
             detail = case_service_closes(a, {aes128, false});
+        } else if (name == "revoked") {
+            detail = case_revoked(a, {aes128, false});
         } else if (name == "keyupdate") {
             detail = case_key_update(a, {aes128, false});
         } else if (name == "tls12") {
