@@ -98,6 +98,8 @@ check_output "routing by SNI from a ClientHello of over 1 KiB that comes in 300-
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" echo.internal.corp bighello
 check_output "half-close: the client closes its side and still gets the whole answer" "answer after half-close: b'100000'" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" count.internal.corp halfclose
+check_output "half-close with a bare FIN (no close_notify): the answer still comes whole" "answer after half-close: b'100000'" \
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$A" count.internal.corp halfclose-fin
 
 # ---- refusals -------------------------------------------------------------------------------------------
 check_fails "an unauthorized CN is refused" ccurl "$BOB" --resolve "web.internal.corp:$PROXY_PORT:127.0.0.1" "https://web.internal.corp:$PROXY_PORT/"
@@ -175,6 +177,9 @@ wait_for 5 grep -q connected "$T/hold.log"
 "$ZTDNS" --data-dir "$D" revoke "$CAROL" > /dev/null
 wait_for 3 grep -q "closed by the proxy" "$T/hold.log"
 check_output "a CN revoked while its tunnel is open loses it within a second" "closed by the proxy after 0\." cat "$T/hold.log"
+check_fails "and a new tunnel of the revoked CN is refused" \
+    python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$D/bundles/$CAROL" echo.internal.corp ping
+check "the refusal is logged with the CN and the reason" grep -q "Proxy: refused $CAROL: revoked" "$T/dataplane.log"
 
 ECHO2_PORT=$(free_port)
 start echo2 python3 "$HERE/echo_server.py" "$ECHO2_PORT" moved

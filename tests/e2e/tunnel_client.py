@@ -4,6 +4,7 @@ OpenSSL, with a client certificate and SNI = the private name).
 
   tunnel_client.py PORT BUNDLE NAME bulk MIB      send MIB MiB to an echo service and check what comes back
   tunnel_client.py PORT BUNDLE NAME halfclose     send, close our side (close_notify + FIN), read the answer
+  tunnel_client.py PORT BUNDLE NAME halfclose-fin the same with a bare FIN (no close_notify)
   tunnel_client.py PORT BUNDLE NAME hold SECONDS  hold a tunnel open; say when the proxy closes it,
                                                   or after SECONDS what one more round trip answers
   tunnel_client.py PORT BUNDLE NAME ping          one round trip
@@ -106,8 +107,8 @@ def bulk(port, bundle, name, mib):
     return 0 if ok else 1
 
 
-def halfclose(port, bundle, name):
-    """close_notify + FIN after sending; the service's answer must still arrive."""
+def halfclose(port, bundle, name, notify=True):
+    """close_notify (unless not `notify`) + FIN after sending; the service's answer must still arrive."""
     raw = socket.create_connection((HOST, port), timeout=30)
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = context(bundle).wrap_bio(inc, out, server_hostname=name)
@@ -136,11 +137,12 @@ def halfclose(port, bundle, name):
     payload = b"x" * 100000
     obj.write(payload)
     flush()
-    try:
-        obj.unwrap()  # sends close_notify; the answer is still to come
-    except ssl.SSLWantReadError:
-        pass
-    flush()
+    if notify:
+        try:
+            obj.unwrap()  # sends close_notify; the answer is still to come
+        except ssl.SSLWantReadError:
+            pass
+        flush()
     raw.shutdown(socket.SHUT_WR)
     answer = b""
     while True:
@@ -235,6 +237,8 @@ def main():
     port, bundle, name, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
     if cmd == "halfclose":
         return halfclose(port, bundle, name)
+    if cmd == "halfclose-fin":
+        return halfclose(port, bundle, name, notify=False)
     if cmd == "bulk":
         return bulk(port, bundle, name, int(sys.argv[5]))
     if cmd == "bighello":
