@@ -9,7 +9,7 @@
 # `ztdns-dataplane --no-control --ktls on --shards 2`, one wolfSSL client
 # per case (bulk, records sent with the Finished, half-close, service closes
 # first, KeyUpdate, TLS 1.2 ECDHE-ECDSA-AES128-GCM, ChaCha20 staying in user
-# space, a CN revoked while its kTLS tunnel is open: the table file from
+# space, OpenSSL's s_client as a real client, a CN revoked while its kTLS tunnel is open: the table file from
 # `ztdns revoke` swapped in and SIGHUP), and checks on the dataplane's log.
 # One line per case and check.
 # Skips, saying why, when the VM cannot be started here.
@@ -72,7 +72,7 @@ ENV
 # ---- the VM ----------------------------------------------------------------------------------------------
 start=$SECONDS
 ZT_VM_TIMEOUT=${ZT_VM_TIMEOUT:-170} "$vmrun" --keep "$T/vm" "$HERE/../vm/proxy_ktls" \
-    "$tunnel_check=/bin/tunnel_check" "$ZTDATAPLANE=/bin/ztdns-dataplane" "$D=/data" \
+    "$tunnel_check=/bin/tunnel_check" "$ZTDATAPLANE=/bin/ztdns-dataplane" "$(command -v openssl)=/bin/openssl" "$D=/data" \
     "$T/proxy-ktls.env=/etc/zt-proxy-ktls.env" > "$T/vm.log" 2>&1
 rc=$?
 echo "# tests/vm/run exited $rc after $((SECONDS - start))s"
