@@ -342,6 +342,12 @@ void shard::on_accept(const net::completion& c) noexcept {
     if (_stopping || _free_conns.empty()) {
         ++_c.connections_refused_full;
         ::close(fd);
+        if (!_stopping && _now_ms >= _slots_full_logged_ms + 1000) {
+            _slots_full_logged_ms = _now_ms;
+            _log.warn("{}: refused a connection: all {} connection slots of shard {} are in use "
+                      "(limits.max_connections_per_shard, or the fd limit)",
+                      c.t.index < _dot_listeners ? "DNS" : "Proxy", _o.max_connections, _index);
+        }
         return;
     }
     uint32_t i = _free_conns.back();

@@ -230,7 +230,8 @@ private:
     /// (EMFILE/ENFILE): re-armed at the next tick, not at once (it would fail
     /// again on the same queued connection, turn after turn).
     std::vector<uint32_t> _accept_paused;
-    uint64_t _fd_full_logged_ms = 0; ///< that warning goes out once a second at most
+    uint64_t _fd_full_logged_ms = 0;    ///< that warning goes out once a second at most
+    uint64_t _slots_full_logged_ms = 0; ///< as does the one for a full connection slab
 
     // ---- the TLS proxy (proxy.cc) ----
     /// After the handshake: SNI, else the first plaintext bytes, name the destination.

@@ -228,9 +228,19 @@ restart_with '.limits.max_queries_per_connection = 5'
 check_output "at most 5 queries per connection, then the server closes it" "answered 5, then closed by the server" \
     client count 10 db.internal.corp
 
+restart_with '.limits.idle_timeout_ms = 30000 | .limits.max_connections_per_cn = 100 | .limits.max_connections_per_shard = 3'
+for k in 1 2 3; do
+    client hold 5 > "$T/slot$k.log" 2>&1 &
+    _pids+=($!)
+    wait_for 5 grep -q connected "$T/slot$k.log"
+done
+check_output "a fourth connection to a shard of 3 connection slots is refused" "closed|Error|error" client hold 1
+check "the refusal is logged with the limit" grep -q "DNS: refused a connection: all 3 connection slots of shard 0 are in use" "$T/dataplane.log"
+
 # ---- a full fd table: accept rests until the next tick, then takes connections again ---------------
 kill "$dataplane_pid"; wait "$dataplane_pid" 2> /dev/null
 cat "$T/dataplane.log" >> "$T/dataplane-old.log"
+jq '.limits.max_connections_per_shard = 16384' "$D/ztdns.json" > "$T/z.json" && mv "$T/z.json" "$D/ztdns.json"
 # 40 descriptors: about 20 left for connections once the process has its own.
 start dataplane prlimit --nofile=40:40 "$ZTDATAPLANE" --data-dir "$D" --shards 1
 wait_for 10 grep -q "listening on .*(DoT" "$T/dataplane.log" || not_ok "data plane starts with 40 descriptors"
