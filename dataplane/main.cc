@@ -217,15 +217,6 @@ int main(int argc, char** argv) {
         so.max_queries_per_connection = a.limits.max_queries_per_connection;
         so.cache_entries = a.limits.dns_cache_entries;
         so.log_queries = o.log_queries;
-        // Every connection holds a few descriptors' worth at most; stay within the hard limit.
-        rlimit rl{};
-        getrlimit(RLIMIT_NOFILE, &rl);
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        // 256 for the process; with kernel TLS, each shard's pool of empty pipes too.
-        uint64_t reserve = 256 + (so_ktls ? uint64_t(shards) * 2 * zt::dataplane::shard::pipe_pool_cap : 0);
-        so.fd_budget = static_cast<uint32_t>(
-            std::min<uint64_t>(UINT32_MAX, rl.rlim_cur > reserve + 64 * shards ? (rl.rlim_cur - reserve) / shards : 64));
         for (const auto& u : o.upstreams.empty() ? a.upstreams : o.upstreams) {
             zt::net::address addr;
             if (!zt::net::parse_address(u, addr)) {
@@ -274,6 +265,20 @@ int main(int argc, char** argv) {
         };
         bind_all(o.dot_listen.empty() ? a.dot_listen : o.dot_listen, so.dot_listen);
         bind_all(o.proxy_listen.empty() ? a.proxy_listen : o.proxy_listen, so.proxy_listen);
+        // The hard fd limit, shared out: 256 for the process; per shard its
+        // listeners, upstream sockets, ring, eventfd and a few TCP retries,
+        // and with kernel TLS its pool of empty pipes; the rest is for
+        // connections (shard::init() divides by what one costs).
+        rlimit rl{};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        uint64_t per_shard = so.dot_listen.size() + so.proxy_listen.size() +
+                             so.upstreams.size() * zt::dataplane::shard::upstream_sockets + 16 +
+                             (so_ktls ? 2 * zt::dataplane::shard::pipe_pool_cap : 0);
+        uint64_t fixed = 256 + per_shard * shards;
+        so.fd_budget = static_cast<uint32_t>(
+            std::clamp<uint64_t>((rl.rlim_cur > fixed ? rl.rlim_cur - fixed : 0) / shards, 1, UINT32_MAX));
 
         // Each shard counts into its own block of a shared page that control
         // maps read-only (`ztdns metrics`).

@@ -83,7 +83,6 @@ void shard::proxy_start(uint32_t i) noexcept {
         proxy_route(i);
         return;
     }
-    c.name_len = 0;
     proxy_from_client(i);
 }
 
@@ -208,7 +207,6 @@ void shard::proxy_park(uint32_t i) noexcept {
         return;
     }
     c.tunnel = tunnel_state::parked;
-    c.name_len = 0; // its SNI names the proxy; a parked connection has no destination
     c.deadline_ms = _now_ms + 10 * 60 * 1000; // the endpoint dials a fresh one before this
     // Which shard this is, of how many: the endpoint keeps every shard supplied.
     char line[64];

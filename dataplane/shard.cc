@@ -83,7 +83,7 @@ bool shard::init(std::string& err) {
         }
     }
     if (!_o.proxy_listen.empty() && !_direct) {
-        _o.max_connections = std::max(1u, std::min(_o.max_connections, _o.fd_budget / 2));
+        _o.max_connections = std::max(1u, std::min(_o.max_connections, _o.fd_budget / (_o.ktls ? 4 : 2)));
     }
     for (const auto& a : _o.dot_listen) {
         int fd = net::listen_tcp(a, 4096, err);
@@ -152,7 +152,7 @@ bool shard::init(std::string& err) {
     _wake_fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     _scratch.reset(new std::byte[dns::max_message_size]);
     _padded.reset(new std::byte[dns::max_message_size]);
-    _pipes.reserve(256); // the pipe cache never grows on the data path
+    _pipes.reserve(pipe_pool_cap); // the pipe cache never grows on the data path
     return _wake_fd >= 0;
 }
 
@@ -1375,13 +1375,19 @@ void shard::on_upstream(const net::completion& cq) noexcept {
         _ring->recycle(group_udp, bid);
         return; // wait for the real answer or the timeout
     }
+    if (p.tcp != pending::tcp_phase::none) {
+        // A retry over TCP is under way, its buffer and socket in the
+        // kernel's hands: its answer (or the timeout) ends the slot, not a
+        // second datagram.
+        ++_c.upstream_errors;
+        _ring->recycle(group_udp, bid);
+        return;
+    }
     if (check.truncated) {
         // DoT clients cannot retry over TCP themselves: we do, once.
         ++_c.upstream_truncated;
         _ring->recycle(group_udp, bid);
-        if (p.tcp == pending::tcp_phase::none) {
-            upstream_tcp_start(slot, cq.t.index / upstream_sockets);
-        }
+        upstream_tcp_start(slot, cq.t.index / upstream_sockets);
         return;
     }
     upstream_answer(slot, resp, true);
@@ -1526,7 +1532,7 @@ void shard::deliver(uint32_t idx, uint32_t gen, std::span<const std::byte> msg, 
     if (!stage_answer(c, msg)) {
         flush(idx);
         if (!stage_answer(c, msg)) {
-            close_conn(idx, "client does not read its answers");
+            close_conn(idx, "the client does not read its answers");
             return;
         }
     }

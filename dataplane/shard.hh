@@ -34,8 +34,9 @@ struct shard_options {
     uint32_t max_connections = 16384;
     /// File descriptors this shard may hold for connections (main.cc: the
     /// hard limit shared out). A proxy connection whose service socket is in
-    /// the process's fd table (kernel TLS, or no direct descriptors) holds
-    /// two, so max_connections is halved then (init()).
+    /// the process's fd table holds two (no direct descriptors), or four with
+    /// kernel TLS (and a pipe, while a direction's bytes wait for the other
+    /// side), so init() divides max_connections by that.
     uint32_t fd_budget = 16384;
     uint32_t max_connections_per_cn = 1024;
     uint32_t buffer_chunks = 2048;
@@ -78,6 +79,8 @@ public:
     bool init(std::string& err);
     /// Empty pipes each shard keeps for the kernel TLS path's splices.
     static constexpr size_t pipe_pool_cap = 256;
+    /// Connected UDP sockets per upstream (see _upstream_fds).
+    static constexpr uint32_t upstream_sockets = 8;
     /// The loop; returns after stop once open work finished or the drain deadline passed.
     void run() noexcept;
     /// Wakes the loop (any thread), e.g. after setting shared.stop.
@@ -437,7 +440,6 @@ private:
     /// port the kernel picked: a query leaves by a random one under a random
     /// id, so an off-path forger must guess both (RFC 5452).
     std::vector<int> _upstream_fds;
-    static constexpr uint32_t upstream_sockets = 8;
     uint32_t _next_upstream = 0;
     /// The pending slot of each upstream query id in use, or inflight_empty.
     std::unique_ptr<uint16_t[]> _slot_of_id;

@@ -1,6 +1,7 @@
 // TLS ClientHello sniffer for the TLS proxy: reads the SNI host name (and ALPN, offered versions, ECH presence) from
-// the first bytes of a TLS connection, before any TLS library sees them: on the outer handshake, and on the
-// plaintext of a tunnel whose client speaks TLS end to end to the service. Pure, bounds-checked, non-allocating
+// the first bytes of a TLS connection, before any TLS library sees them: on the plaintext of a tunnel whose client
+// speaks TLS end to end to the service (the outer handshake's SNI comes from wolfSSL's own parse). Pure,
+// bounds-checked, non-allocating
 // and noexcept: any shard thread may call it on untrusted bytes.
 #pragma once
 
