@@ -67,6 +67,10 @@ public:
         set(get() + 1);
         return *this;
     }
+    counter& operator--() noexcept { ///< for gauges
+        set(get() - 1);
+        return *this;
+    }
     counter& operator+=(uint64_t n) noexcept {
         set(get() + n);
         return *this;

@@ -249,9 +249,7 @@ void shard::pair(uint32_t i, uint32_t j) noexcept {
     b.peer = i;
     a.tunnel = b.tunnel = tunnel_state::paired;
     a.deadline_ms = b.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
-    a.opened = true;
-    ++_c.tunnels_opened;
-    _c.tunnels_active += 1;
+    note_tunnel_opened(a);
     _log.info("Proxy: {} → {} (service endpoint) for {}", a.cn_view(), b.cn_view(), a.name_view());
     // The service endpoint learns which name and client this tunnel is for.
     char line[400];
@@ -441,9 +439,7 @@ void shard::on_connect(uint32_t i, const net::completion& cq) noexcept {
     _log.info("Proxy: Connected to service {}", format_backend(c.backend_addr, text));
     c.tunnel = tunnel_state::forwarding;
     c.deadline_ms = _now_ms + _o.tunnel_idle_timeout_ms;
-    c.opened = true;
-    ++_c.tunnels_opened;
-    _c.tunnels_active += 1;
+    note_tunnel_opened(c);
     c.ktls_wanted = _o.ktls && tls::ktls::eligible(c.tls.raw());
     // What was read while routing, and what arrived with the handshake's last
     // flight but is still undecrypted (a client may send its request at once).

@@ -326,8 +326,7 @@ void shard::on_accept(const net::completion& c) noexcept {
         if (full) {
             ++_c.accept_fd_table_full;
             _accept_paused.push_back(c.t.index);
-            if (_now_ms >= _fd_full_logged_ms + 1000) {
-                _fd_full_logged_ms = _now_ms;
+            if (once_a_second(_fd_full_logged_ms)) {
                 _log.warn("{}: the fd table is full ({} connections open): not accepting until the next tick",
                           c.t.index < _dot_listeners ? "DNS" : "Proxy", _open);
             }
@@ -342,8 +341,7 @@ void shard::on_accept(const net::completion& c) noexcept {
     if (_stopping || _free_conns.empty()) {
         ++_c.connections_refused_full;
         ::close(fd);
-        if (!_stopping && _now_ms >= _slots_full_logged_ms + 1000) {
-            _slots_full_logged_ms = _now_ms;
+        if (!_stopping && once_a_second(_slots_full_logged_ms)) {
             _log.warn("{}: refused a connection: all {} connection slots of shard {} are in use "
                       "(limits.max_connections_per_shard, or the fd limit)",
                       c.t.index < _dot_listeners ? "DNS" : "Proxy", _o.max_connections, _index);
@@ -989,7 +987,7 @@ void shard::close_conn(uint32_t i, const char* why) noexcept {
                   why ? why : "");
         if (c.opened) {
             ++_c.tunnels_closed;
-            _c.tunnels_active = uint64_t(_c.tunnels_active) - 1;
+            --_c.tunnels_active;
             _c.tunnel_bytes_up += c.bytes_up;
             _c.tunnel_bytes_down += c.bytes_down;
         }

@@ -229,12 +229,28 @@ private:
     /// error. Returns the connection when the handler goes on.
     conn* settle_send(uint32_t i, const net::completion& c, bool conn::*inflight) noexcept;
     void on_tick() noexcept;
+    /// Counts a tunnel as open (connected to its service, or paired with a
+    /// service endpoint: then only on the client's side); close_conn counts
+    /// it closed.
+    void note_tunnel_opened(conn& c) noexcept {
+        c.opened = true;
+        ++_c.tunnels_opened;
+        ++_c.tunnels_active;
+    }
     /// Listeners whose multishot accept ended with the fd table full
     /// (EMFILE/ENFILE): re-armed at the next tick, not at once (it would fail
     /// again on the same queued connection, turn after turn).
     std::vector<uint32_t> _accept_paused;
     uint64_t _fd_full_logged_ms = 0;    ///< that warning goes out once a second at most
     uint64_t _slots_full_logged_ms = 0; ///< as does the one for a full connection slab
+    /// True at most once a second per `last_ms` (and then sets it): for warnings a flood would repeat.
+    bool once_a_second(uint64_t& last_ms) noexcept {
+        if (_now_ms < last_ms + 1000) {
+            return false;
+        }
+        last_ms = _now_ms;
+        return true;
+    }
 
     // ---- the TLS proxy (proxy.cc) ----
     /// After the handshake: SNI, else the first plaintext bytes, name the destination.
