@@ -118,6 +118,7 @@ bool shard::init(std::string& err) {
     }
     _pending.reset(new pending[pending_capacity]);
     _free_pending.reserve(pending_capacity);
+    _busy_pending.reserve(pending_capacity);
     for (uint32_t i = pending_capacity; i-- > 0;) {
         _free_pending.push_back(static_cast<uint16_t>(i));
     }
@@ -1127,9 +1128,14 @@ void shard::on_tick() noexcept {
             }
         }
     });
-    for (uint32_t s = 0; s < pending_capacity; ++s) {
+    // Backwards, as finish_pending moves the last slot into the one it frees.
+    for (size_t k = _busy_pending.size(); k-- > 0;) {
+        if (k >= _busy_pending.size()) {
+            continue;
+        }
+        uint16_t s = _busy_pending[k];
         pending& p = _pending[s];
-        if (p.conn_generation != 0 && !p.answered && _now_ms >= p.deadline_ms) {
+        if (!p.answered && _now_ms >= p.deadline_ms) {
             ++_c.upstream_timeouts;
             answer_servfail(static_cast<uint16_t>(s));
             if (p.tcp != pending::tcp_phase::none) {
@@ -1209,6 +1215,8 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
     uint16_t slot = _free_pending.back();
     _free_pending.pop_back();
     pending& p = _pending[slot];
+    p.busy_at = static_cast<uint16_t>(_busy_pending.size());
+    _busy_pending.push_back(slot);
     p.key_hash = h;
     p.waiters = none32;
     p.query_flags = q.hdr.flags;
@@ -1300,6 +1308,10 @@ void shard::finish_pending(uint16_t slot) noexcept {
     ++p.tcp_generation;
     _slot_of_id[p.our_id] = inflight_empty;
     p.conn_generation = 0;
+    uint16_t last = _busy_pending.back();
+    _busy_pending[p.busy_at] = last;
+    _pending[last].busy_at = p.busy_at;
+    _busy_pending.pop_back();
     _free_pending.push_back(slot);
 }
 
