@@ -227,6 +227,31 @@ check_output "--split: other public names too" "^198\.18\.0\.99$" client dig @12
 check_output "--split: private names still go to the appliance" "^203\.0\.113\.50$" \
     client dig @127.0.0.5 +short +time=3 +tries=1 db.internal.corp
 
+# RFC 5452: every query to the previous resolver leaves from its own random port with a random message id, and
+# only the answer from the server, to that query's id and question, counts. A recording resolver shows what the
+# endpoint sends; for spoof.* names it sends two forged answers first (from another port; with another id).
+start lan-rec ip netns exec "$NS_C" python3 "$HERE/endpoint_tools.py" resolver 127.0.0.9 53 "$T/lan-rec.txt"
+wait_for 10 bash -c "ip netns exec $NS_C ss -lun | grep -q ' 127.0.0.9:53 '" || not_ok "the recording resolver starts"
+start ep-split2 ip netns exec "$NS_C" "$ZTENDPOINT" --bundle "$B/$ALICE" --listen 127.0.0.16:53 --mode dns-only \
+    --split --fallback 127.0.0.9:53
+wait_for 10 grep -q "private zone" "$T/ep-split2.log" || not_ok "the second split endpoint starts"
+answered=0
+for i in $(seq 1 24); do
+    [ "$(client dig @127.0.0.16 +short +time=3 +tries=1 "n$i.lan2.test")" = "198.18.1.77" ] && answered=$((answered + 1))
+done
+check "--split: 24 names through a recording resolver all answered" test "$answered" -eq 24
+ports=$(cut -d' ' -f1 "$T/lan-rec.txt" | sort -u | wc -l)
+ids=$(cut -d' ' -f2 "$T/lan-rec.txt" | sort -u | wc -l)
+# Ephemeral ports are drawn at random from ~28,000: two of 24 may collide, rarely three.
+if [ "$ports" -ge 22 ]; then ok "--split: 24 queries left from $ports source ports"; else
+    not_ok "--split: 24 queries left from only $ports source ports"; fi
+# Random ids: all different, and not a counter (the steps between them are not all the same).
+steps=$(cut -d' ' -f2 "$T/lan-rec.txt" | awk 'NR > 1 { print ($1 - p + 65536) % 65536 } { p = $1 }' | sort -u | wc -l)
+if [ "$ids" -eq 24 ] && [ "$steps" -gt 20 ]; then ok "--split: the message ids are random ($steps different steps)"; else
+    not_ok "--split: message ids: $ids different, $steps different steps between them"; fi
+check_output "--split: forged answers (another port, another id) are ignored; the server's counts" \
+    "^198\.18\.1\.77$" client dig @127.0.0.16 +short +time=3 +tries=1 spoof.lan2.test
+
 # ---- several proxy addresses, the first ones down -------------------------------------------------------------------------
 # A bundle lists every address of the appliance (ztdns init --proxy-address, repeated). Copies of alice's bundle get
 # dead addresses in front: 203.0.113.77, which nothing answers (the edge neither owns nor forwards it), and a port of

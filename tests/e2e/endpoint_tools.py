@@ -6,6 +6,10 @@ psql or curl, and reach a private name through the endpoint's tunnel.
   endpoint_tools.py bulk HOST PORT MIB       send MIB MiB to an echo service while reading the echo; check sha256
   endpoint_tools.py halfclose HOST PORT N    send N bytes, shut our side (FIN), print what comes back
   endpoint_tools.py rtt HOST PORT N          N round trips of 64 bytes on one connection: median and p99 in us
+  endpoint_tools.py resolver BIND PORT LOG   a plain DNS server on UDP that answers every A question with
+                                             198.18.1.77 and logs "source-port id" per query; for a name starting
+                                             "spoof", two forged answers go first (198.18.6.66: one from another
+                                             port, one with another id)
 """
 import asyncio
 import hashlib
@@ -126,10 +130,42 @@ def rtt(host, port, n):
     return 0
 
 
+def dns_answer(query, qid, addr):
+    """The answer to a query (its header and question, one A record), with message id qid."""
+    end = 12
+    while query[end] != 0:
+        end += 1 + query[end]
+    question = query[12:end + 5]
+    header = qid.to_bytes(2, "big") + b"\x81\x80" + b"\x00\x01\x00\x01\x00\x00\x00\x00"
+    record = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + socket.inet_aton(addr)
+    return header + question + record
+
+
+def resolver(bind, port, log):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((bind, port))
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind((bind, 0))
+    with open(log, "a", buffering=1) as out:
+        while True:
+            query, peer = s.recvfrom(4096)
+            if len(query) < 17:
+                continue
+            qid = int.from_bytes(query[:2], "big")
+            out.write(f"{peer[1]} {qid}\n")
+            if query[13:18].lower() == b"spoof":
+                other.sendto(dns_answer(query, qid, "198.18.6.66"), peer)
+                s.sendto(dns_answer(query, qid ^ 0x5a5a, "198.18.6.66"), peer)
+            s.sendto(dns_answer(query, qid, "198.18.1.77"), peer)
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "echo":
         asyncio.run(echo(sys.argv[2], int(sys.argv[3])))
+        return 0
+    if cmd == "resolver":
+        resolver(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return 0
     host, port, arg = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     return {"bulk": bulk, "halfclose": halfclose, "rtt": rtt}[cmd](host, port, arg)

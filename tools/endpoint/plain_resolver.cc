@@ -4,55 +4,52 @@
 #include "common/dns/framing.hh"
 #include "common/dns/wire.hh"
 
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
 
 namespace zt::endpoint {
 
-plain_resolver::plain_resolver(loop& l, net::address server) : _loop(l), _server(server) {
-    _udp_side.r = this;
-    uint16_t seed = 0;
-    if (getrandom(&seed, sizeof seed, 0) != sizeof seed) {
-        seed = uint16_t(monotonic_ms());
-    }
-    _next_id = seed;
-}
+plain_resolver::plain_resolver(loop& l, net::address server) : _loop(l), _server(server) {}
 
 plain_resolver::~plain_resolver() = default;
 
 bool plain_resolver::open(std::string& err) {
-    int fd = ::socket(_server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0 || ::connect(fd, _server.sa(), _server.length) != 0) {
+    int fd = ::socket(_server.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    bool ok = fd >= 0 && ::connect(fd, _server.sa(), _server.length) == 0;
+    if (!ok) {
         err = fmt::format("resolver {}: {}", _server.str(), std::strerror(errno));
-        if (fd >= 0) {
-            ::close(fd);
-        }
-        return false;
     }
-    _udp.attach(_loop, fd, &_udp_side);
-    _udp.set(EPOLLIN);
-    return true;
+    if (fd >= 0) {
+        ::close(fd);
+    }
+    return ok;
+}
+
+uint16_t plain_resolver::fresh_id() const {
+    // submit() keeps well under 65,536 in use, so this ends.
+    for (;;) {
+        auto id = uint16_t(arc4random_uniform(65536));
+        if (!_requests.contains(id) && !_exchanges.contains(id)) {
+            return id;
+        }
+    }
 }
 
 void plain_resolver::submit(std::span<const std::byte> query, ms_t deadline, bool over_tcp, callback cb) {
     std::array<char, dns::name_buffer_size> nb{};
     auto q = dns::parse_query(query, std::span<char, dns::name_buffer_size>(nb));
-    if (q.error != dns::query_error::none || _requests.size() >= 60000) {
+    if (q.error != dns::query_error::none || _requests.size() >= max_in_flight) {
         cb({});
         return;
     }
-    uint16_t id = _next_id;
-    while (_requests.count(id) || _tcp.count(id)) {
-        ++id;
-    }
-    _next_id = uint16_t(id + 7919); // not sequential: a little harder to guess
+    uint16_t id = fresh_id();
     request r;
     r.msg.assign(query.begin(), query.end());
     r.client_id = q.hdr.id;
@@ -61,56 +58,67 @@ void plain_resolver::submit(std::span<const std::byte> query, ms_t deadline, boo
     r.deadline = deadline;
     r.cb = std::move(cb);
     dns::set_message_id(r.msg, id);
-    if (!over_tcp) {
-        ::send(_udp.fd(), r.msg.data(), r.msg.size(), 0); // a lost datagram ends at the deadline
-        _requests.emplace(id, std::move(r));
-        return;
-    }
-    auto x = std::make_unique<tcp_exchange>();
+    auto x = std::make_unique<exchange>();
     x->r = this;
     x->id = id;
-    std::byte prefix[2];
-    dns::write_frame_prefix(prefix, r.msg.size());
-    x->out.assign(prefix, prefix + 2);
-    x->out.insert(x->out.end(), r.msg.begin(), r.msg.end());
-    _requests.emplace(id, std::move(r));
-    int err = 0;
-    int fd = tcp_connect_nonblocking(_server.sa(), _server.length, err);
+    x->tcp = over_tcp;
+    int fd = -1;
+    if (!over_tcp) {
+        // connect() binds a fresh ephemeral port (the kernel picks it at random)
+        // and makes the kernel drop datagrams from anyone but the server.
+        fd = ::socket(_server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && (::connect(fd, _server.sa(), _server.length) != 0 ||
+                        ::send(fd, r.msg.data(), r.msg.size(), 0) < 0)) {
+            ::close(fd);
+            fd = -1;
+        }
+    } else {
+        x->out.resize(2 + r.msg.size());
+        dns::write_frame_prefix(x->out, r.msg.size());
+        std::memcpy(x->out.data() + 2, r.msg.data(), r.msg.size());
+        x->in = std::make_unique<byte_buffer>(65540);
+        int err = 0;
+        fd = tcp_connect_nonblocking(_server.sa(), _server.length, err);
+    }
     if (fd < 0) {
-        finish(id, {});
+        r.cb({});
         return;
     }
     x->w.attach(_loop, fd, x.get());
-    x->w.set(EPOLLOUT);
-    _tcp.emplace(id, std::move(x));
+    x->w.set(over_tcp ? EPOLLOUT : EPOLLIN);
+    _requests.emplace(id, std::move(r));
+    _exchanges.emplace(id, std::move(x));
 }
 
-void plain_resolver::on_udp() {
+void plain_resolver::on_udp(exchange& x) {
+    if (x.done) {
+        return;
+    }
     std::array<std::byte, 65535> buf;
-    for (int i = 0; i < 64; ++i) {
-        ssize_t n = ::recv(_udp.fd(), buf.data(), buf.size(), 0);
+    for (int i = 0; i < 16; ++i) {
+        ssize_t n = ::recv(x.w.fd(), buf.data(), buf.size(), 0);
         if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                finish(x.id, {}); // e.g. ECONNREFUSED: nothing listens there
+            }
             return;
         }
         auto msg = std::span<const std::byte>(buf.data(), size_t(n));
-        auto h = dns::read_header(msg);
-        if (!h) {
-            continue;
-        }
-        auto it = _requests.find(h->id);
-        if (it == _requests.end() || _tcp.count(h->id)) {
-            continue;
+        auto it = _requests.find(x.id);
+        if (it == _requests.end()) {
+            return;
         }
         const request& r = it->second;
-        auto check = dns::validate_response(msg, h->id, std::span(r.msg).subspan(r.q_off, r.q_len));
-        if (check.error != dns::upstream_error::none) {
-            continue; // not the answer to our question: keep waiting
+        auto check = dns::validate_response(msg, x.id, std::span(r.msg).subspan(r.q_off, r.q_len));
+        if (check.error == dns::upstream_error::none) {
+            finish(x.id, msg);
+            return;
         }
-        finish(h->id, msg);
+        // Not the answer to our question (wrong id or question): keep waiting.
     }
 }
 
-void plain_resolver::on_tcp(tcp_exchange& x) {
+void plain_resolver::on_tcp(exchange& x) {
     if (x.done) {
         return;
     }
@@ -138,11 +146,11 @@ void plain_resolver::on_tcp(tcp_exchange& x) {
         }
     }
     for (;;) {
-        std::byte* t = x.in.tail();
-        ssize_t n = x.in.tail_room() ? ::recv(fd, t, x.in.tail_room(), 0) : 0;
+        std::byte* t = x.in->tail();
+        ssize_t n = x.in->tail_room() ? ::recv(fd, t, x.in->tail_room(), 0) : 0;
         if (n > 0) {
-            x.in.commit(size_t(n));
-            auto f = dns::next_frame({x.in.data(), x.in.size()});
+            x.in->commit(size_t(n));
+            auto f = dns::next_frame({x.in->data(), x.in->size()});
             if (f.status == dns::frame_status::complete) {
                 auto it = _requests.find(x.id);
                 if (it != _requests.end()) {
@@ -173,9 +181,9 @@ void plain_resolver::finish(uint16_t id, std::span<const std::byte> answer) {
     }
     request r = std::move(it->second);
     _requests.erase(it);
-    if (auto t = _tcp.find(id); t != _tcp.end()) {
-        t->second->done = true;
-        t->second->w.reset(); // freed at the next tick, after this turn's events
+    if (auto x = _exchanges.find(id); x != _exchanges.end()) {
+        x->second->done = true;
+        x->second->w.reset(); // freed at the next tick, after this turn's events
     }
     if (answer.empty()) {
         r.cb({});
@@ -199,7 +207,7 @@ ms_t plain_resolver::tick(ms_t now) {
     for (uint16_t id : expired) {
         finish(id, {});
     }
-    std::erase_if(_tcp, [](const auto& kv) { return kv.second->done; });
+    std::erase_if(_exchanges, [](const auto& kv) { return kv.second->done; });
     return next;
 }
 
