@@ -36,6 +36,7 @@ PROFILES = {
 }
 
 SERVER_CPU, CLIENT_CPU = "0", "1"
+WAIT_NOTE_MS = 2  # the polling load generator's run-queue wait worth naming in a repetition's line
 
 
 def metric_specs(prof):
@@ -84,6 +85,28 @@ def metric_specs(prof):
         specs = [s for s in specs if s["id"] not in ("proxy_pingpong_c64", "proxy_bulk_t8")]
     return specs
 
+
+
+def damon_summary():
+    """The kernel's DAMON monitors that are running (a kdamond thread takes a CPU at every sample), or ""."""
+    base = "/sys/kernel/mm/damon/admin/kdamonds"
+    out = []
+    try:
+        n = int(open(os.path.join(base, "nr_kdamonds")).read())
+    except (OSError, ValueError):
+        return ""
+    for k in range(n):
+        d = os.path.join(base, str(k))
+        try:
+            if open(os.path.join(d, "state")).read().strip() != "on":
+                continue
+            ctx = os.path.join(d, "contexts", "0")
+            ops = open(os.path.join(ctx, "operations")).read().strip()
+            us = int(open(os.path.join(ctx, "monitoring_attrs", "intervals", "sample_us")).read())
+            out.append("kdamond %d (%s, samples every %g ms)" % (k, ops, us / 1000))
+        except (OSError, ValueError):
+            out.append("kdamond %d" % k)
+    return ", ".join(out)
 
 class Ctx:
     """What the targets need from the harness."""
@@ -160,6 +183,8 @@ class Harness:
         with open("/proc/meminfo") as f:
             m["memory"] = f.readline().split(":", 1)[1].strip()
         m["ktls"] = "tls" in procs.run_text(["cat", "/proc/sys/net/ipv4/tcp_available_ulp"]).split()
+        m["tcp_cc"] = procs.run_text(["cat", "/proc/sys/net/ipv4/tcp_congestion_control"]).strip()
+        m["damon"] = damon_summary()
         m["loadavg_start"] = open("/proc/loadavg").read().split()[:3]
         m["busy_before"] = busy_fraction(1.0)
         m["date"] = datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")
@@ -240,6 +265,7 @@ class Harness:
         killer = threading.Timer(timeout, lambda: _killpg(p))
         killer.start()
         lines, cpu0, cpu1, stat0, stat1, ep0, ep1 = [], None, None, None, None, None, None
+        wait0 = wait1 = None
         pids, ep_pids = pids_fn(), endpoint_pids_fn()
         try:
             for raw in p.stdout:
@@ -253,8 +279,10 @@ class Harness:
                 ev = obj.get("event")
                 if ev == "measure_start":
                     cpu0, ep0, stat0 = procs.cpu_seconds(pids), procs.cpu_seconds(ep_pids), procs.cpu_times()
+                    wait0 = (procs.run_delays([p.pid]), procs.run_delays(pids))
                 elif ev == "measure_end":
                     cpu1, ep1, stat1 = procs.cpu_seconds(pids), procs.cpu_seconds(ep_pids), procs.cpu_times()
+                    wait1 = (procs.run_delays([p.pid]), procs.run_delays(pids))
                 obj.update(context)
                 self.raw.write(json.dumps(obj) + "\n")
                 if ev is None:
@@ -272,6 +300,11 @@ class Harness:
         self.last_endpoint_cpu = (ep1 - ep0) if (ep0 is not None and ep1 is not None and ep_pids) else None
         self.last_busy = procs.busy_between(stat0, stat1) if cpu1 is not None else {}
         self.last_irq = procs.irq_between(stat0, stat1) if cpu1 is not None else {}
+        # Run-queue wait of the load generator and of the server during the window (schedstat: runnable,
+        # not running). For a thread that polls it is time other tasks took; for one that sleeps it also
+        # counts every wake-up's delay.
+        self.last_wait = tuple(procs.run_delay_ms_between(a, b) for a, b in zip(wait0, wait1)) \
+            if wait0 and wait1 else None
         return lines, cpu, p.returncode, err.strip()[-500:]
 
     def loader_args(self, t, spec_tool, service=None, which="ok", rsa=False):
@@ -423,6 +456,8 @@ class Harness:
                    cipher=main.get("cipher"), ops=ops, duration=main.get("duration_s"))
         if main.get("client_cpu_s") is not None and main.get("duration_s"):
             rec["client_cpu_share"] = main["client_cpu_s"] / main["duration_s"]
+        if self.last_wait:
+            rec["load_wait_ms"], rec["server_wait_ms"] = (round(x, 1) for x in self.last_wait)
         busy = self.last_busy
         if busy:
             # CPU 1 (load generator + backends) saturated: the figure is the client side's limit, not the server's.
@@ -460,6 +495,9 @@ class Harness:
                 err_txt += ", load generator late (p99 send lag %.0f us)" % rec["send_lag_p99_us"]
         elif rec.get("client_busy", 0) > 0.9:
             err_txt += ", CPU %s (load) %.0f%% busy" % (CLIENT_CPU, 100 * rec["client_busy"])
+        if "send_lag_p99_us" in rec and rec.get("load_wait_ms", 0) >= WAIT_NOTE_MS:
+            # Open loop: the generator never sleeps, so all its run-queue wait is CPU 1 taken by other tasks.
+            err_txt += ", other tasks held CPU %s from the load generator for %.0f ms" % (CLIENT_CPU, rec["load_wait_ms"])
         if rec.get("cpu0_other", 0) > 0.1:
             err_txt += ", other processes took %.0f%% of CPU %s" % (100 * rec["cpu0_other"], SERVER_CPU)
         log("  %-8s %-20s rep %d: %s%s%s" % (t.name, mid, rep, shown, cpu_txt, err_txt))

@@ -113,6 +113,29 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
+def run_delays(pids):
+    """{thread id: ns} the processes' threads were runnable but kept waiting for a CPU (the second field of
+    /proc/PID/task/TID/schedstat)."""
+    out = {}
+    for pid in pids:
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
+                    out[int(tid)] = int(f.read().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def run_delay_ms_between(a, b):
+    """Run-queue wait between two run_delays() samples, in ms, over the threads alive at both."""
+    return sum(b[t] - a[t] for t in a if t in b) / 1e6
+
+
 def cpu_times():
     """{cpu index: (total, idle, irq + softirq) jiffies} from /proc/stat."""
     out = {}

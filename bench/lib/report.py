@@ -107,6 +107,10 @@ class Report:
         self.w("| CPU | %s, %d cores |" % (m["cpu"], m["cores"]))
         self.w("| kernel | %s (kTLS: %s) |" % (m["kernel"], "yes" if m["ktls"] else "no, user-space TLS only"))
         self.w("| memory | %s |" % m["memory"])
+        if m.get("tcp_cc"):
+            self.w("| TCP congestion control | %s |" % m["tcp_cc"])
+        if m.get("damon"):
+            self.w("| DAMON memory monitor running | %s |" % m["damon"])
         self.w("| load average at start / end | %s / %s |" % (" ".join(m["loadavg_start"]),
                                                               " ".join(m.get("loadavg_end", []))))
         self.w("| CPU busy before the run (1 s sample, per CPU) | %s |" % ", ".join(
@@ -158,6 +162,14 @@ class Report:
                        " **The machine was not quiet: treat rates and tail latencies as lower bounds and prefer "
                        "CPU per operation.**" if statistics.median(other) > 0.05 else "",
                        100 * statistics.median(irq or [0]), 100 * max(irq or [0])))
+        lw = [r["load_wait_ms"] / r["duration"] for r in self.res["records"]
+              if r.get("ok") and "load_wait_ms" in r and "send_lag_p99_us" in r and r.get("duration")]
+        if lw:
+            self.w()
+            self.w("In the fixed-rate windows the load generator polls and never sleeps, so its run-queue wait "
+                   "(/proc/PID/task/*/schedstat: runnable while another task had CPU 1) is time other tasks took "
+                   "from it: median %s ms, max %s ms per second of window. Such a wait delays every query due "
+                   "or answered in it, and the latencies include it." % (fmt(statistics.median(lw)), fmt(max(lw))))
         self.w()
         for note in self.res["notes"]:
             self.w("> Note: %s" % note)
@@ -262,7 +274,9 @@ class Report:
             # Open loop: the generator polls (CPU 1 always busy); late sends are what mark it the bottleneck.
             if lag > LATE_US:
                 self.client_bound = True
-                return "%s (generator-bound: p99 send lag %s us)" % (t, fmt(lag))
+                wait = med([r.get("load_wait_ms") for r in self.recs(mid, t)])
+                held = ("; other tasks held its CPU %s ms per run" % fmt(wait)) if wait is not None and wait >= 1 else ""
+                return "%s (generator-bound: p99 send lag %s us%s)" % (t, fmt(lag), held)
             return t
         busy = med([r.get("client_busy") for r in self.recs(mid, t)])
         if busy is not None and busy > 0.9:

@@ -31,6 +31,8 @@ constexpr std::string_view usage =
   --inflight M (32)              queries in flight per connection (pipeline, closed loop)
   --rate R                       open loop: R queries/s in total on a fixed schedule; latency from the
                                  intended send time (no coordinated omission); at most 4096 in flight per connection
+  --write-gap-us G (20)          open loop: a connection writes at most once per G us (queries come due
+                                 meanwhile wait, and their wait counts in the latency); 0: one write per turn
   --duration S (5) --warmup S (1) measured window, after a warm-up on established connections
   --threads T (1)                worker threads, connections spread over them
   --timeout S (2)                an unanswered query counts as an error after S seconds
@@ -202,6 +204,7 @@ struct config {
     int connections = 4;
     int inflight = 32;
     double rate = 0;
+    uint64_t write_gap_ns = 20'000;
     uint64_t timeout_ns = 2'000'000'000;
     int threads = 1;
 };
@@ -301,6 +304,7 @@ struct pipe_conn {
     uint64_t stagger = 0;
     double interval = 0;
     uint64_t next_k = 0;
+    uint64_t last_write = 0; ///< open loop: when this connection last wrote queries
     uint64_t next_timeout_scan = 0;
     bool ever_up = false;
 };
@@ -353,6 +357,7 @@ public:
                 for (auto& c : _conns) {
                     if (c.st == pipe_conn::state::running) {
                         uint64_t due = c.t0 + static_cast<uint64_t>(c.interval * static_cast<double>(c.next_k));
+                        due = std::max(due, c.last_write + _cfg.write_gap_ns);
                         wait = due <= now ? 0 : std::min(wait, due - now);
                     }
                 }
@@ -543,6 +548,12 @@ private:
     /// Queues what may be sent now (closed loop: up to the in-flight limit; open
     /// loop: every query whose time has come) and writes it as one TLS record.
     void fill(pipe_conn& c, uint64_t now) {
+        if (c.out_len == 0 && _cfg.rate > 0 && now - c.last_write < _cfg.write_gap_ns) {
+            // Writes are what the generator's CPU goes on at a high rate: one write per
+            // connection per loop turn (a few queries each) left it no room to catch up
+            // after a stall. The queries wait here; their latency counts from their due time.
+            return;
+        }
         if (c.out_len == 0) {
             const size_t qlen = _cfg.query.size();
             size_t room = c.out.size() / qlen;
@@ -578,6 +589,9 @@ private:
                 --room;
             }
             c.out_off = 0;
+            if (c.out_len > 0) {
+                c.last_write = now;
+            }
         }
         while (c.out_off < c.out_len) {
             int n = c.t.write(c.out.data() + c.out_off, static_cast<int>(c.out_len - c.out_off));
@@ -782,7 +796,8 @@ private:
 int run(int argc, char** argv) {
     args a(argc, argv, usage, {"server",   "ca",   "cert",     "key",    "sni",          "verify-name", "tls",
                                "ciphers",  "mode", "name",     "type",   "expect-rcode", "expect",      "connections",
-                               "inflight", "rate", "duration", "warmup", "threads",      "timeout",     "label"},
+                               "inflight", "rate", "write-gap-us", "duration", "warmup", "threads", "timeout",
+                               "label"},
            {"no-client-cert"});
     install_stop_signals();
     raise_nofile();
@@ -817,6 +832,7 @@ int run(int argc, char** argv) {
     cfg.connections = static_cast<int>(a.integer("connections", 4, 1, 100000));
     cfg.inflight = static_cast<int>(a.integer("inflight", 32, 1, 4096));
     cfg.rate = a.num("rate", 0, 0, 1e9);
+    cfg.write_gap_ns = static_cast<uint64_t>(a.num("write-gap-us", 20, 0, 10000) * 1000);
     cfg.threads = static_cast<int>(a.integer("threads", 1, 1, 256));
     cfg.threads = std::min(cfg.threads, cfg.connections);
     double duration = a.num("duration", 5, 0.01, 86400);
@@ -898,6 +914,7 @@ int run(int argc, char** argv) {
             // Latency includes this lag: when it is large, the generator was the bottleneck.
             l.add("send_lag_p50_us", static_cast<double>(r.lag.percentile(50)) / 1000.0);
             l.add("send_lag_p99_us", static_cast<double>(r.lag.percentile(99)) / 1000.0);
+            l.add("write_gap_us", static_cast<double>(cfg.write_gap_ns) / 1000.0);
         }
         l.add_latency(r.latency);
         common(l);
