@@ -113,21 +113,27 @@ def cpu_seconds(pids):
     return total / CLK_TCK
 
 
-def run_delays(pids):
-    """{thread id: ns} the processes' threads were runnable but kept waiting for a CPU (the second field of
-    /proc/PID/task/TID/schedstat)."""
-    out = {}
+def thread_files(pids, name):
+    """(thread id, /proc/PID/task/TID/NAME) for every thread of the processes."""
     for pid in pids:
         try:
             tids = os.listdir("/proc/%d/task" % pid)
         except OSError:
             continue
         for tid in tids:
-            try:
-                with open("/proc/%d/task/%s/schedstat" % (pid, tid)) as f:
-                    out[int(tid)] = int(f.read().split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
+            yield int(tid), "/proc/%d/task/%s/%s" % (pid, tid, name)
+
+
+def run_delays(pids):
+    """{thread id: ns} the processes' threads were runnable but kept waiting for a CPU (the second field of
+    /proc/PID/task/TID/schedstat)."""
+    out = {}
+    for tid, path in thread_files(pids, "schedstat"):
+        try:
+            with open(path) as f:
+                out[tid] = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
     return out
 
 
@@ -182,19 +188,14 @@ def rss_kb(pids):
 def affinities(pids):
     """Set of Cpus_allowed_list values over every thread of the processes."""
     out = set()
-    for pid in pids:
+    for _, path in thread_files(pids, "status"):
         try:
-            tasks = os.listdir("/proc/%d/task" % pid)
+            with open(path) as f:
+                for line in f:
+                    if line.startswith("Cpus_allowed_list:"):
+                        out.add(line.split()[1])
         except OSError:
             continue
-        for t in tasks:
-            try:
-                with open("/proc/%d/task/%s/status" % (pid, t)) as f:
-                    for line in f:
-                        if line.startswith("Cpus_allowed_list:"):
-                            out.add(line.split()[1])
-            except OSError:
-                continue
     return out
 
 
