@@ -108,6 +108,7 @@ void dot_pool::pump(conn& c) {
         if (c.state == conn_state::connecting && c.st->open()) {
             c.state = conn_state::ready;
             c.opened_ms = c.last_rx_ms = _loop.now();
+            c.answered = false;
             _servers.succeeded(c.server);
             if (!_was_up || _reported_down) {
                 log::info("Endpoint: DoT connected to {} ({})", c.st->peer().str(), _server_name);
@@ -147,6 +148,7 @@ void dot_pool::pump(conn& c) {
             }
             std::vector<std::byte> msg(f.message.begin(), f.message.end());
             c.rx.consume(f.consumed);
+            c.answered = true;
             on_answer(c, msg);
             if (c.state != conn_state::ready) {
                 return; // a callback took it down
@@ -178,8 +180,15 @@ void dot_pool::conn_down(conn& c, const std::string& why) {
         ++_failures;
         _servers.failed(c.server, now); // the next attempts prefer the other servers
         c.next_attempt = now + backoff_ms(_failures);
+        // The appliance checks the certificate's CN after the TLS handshake and
+        // closes without a word: say what that most likely means.
+        const bool refused = was_ready && !c.answered && why == "closed by the server";
         if (!_reported_down) {
-            log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "", why);
+            log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "",
+                      refused ? "closed by the server after the handshake, before any answer: the appliance "
+                                "refuses this endpoint (its certificate revoked or unknown there, or over its "
+                                "connection limit)"
+                              : why);
             _reported_down = !up();
         }
     }

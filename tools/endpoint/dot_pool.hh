@@ -68,6 +68,7 @@ private:
         ms_t next_attempt = 0; ///< while down
         ms_t opened_ms = 0;
         ms_t last_rx_ms = 0;
+        bool answered = false; ///< an answer came on this connection since it opened
         bool busy = false; ///< inside pump()
         void on_io(uint32_t) override { pool->pump(*this); }
     };
