@@ -86,27 +86,29 @@ def metric_specs(prof):
     return specs
 
 
-
 def damon_summary():
     """The kernel's DAMON monitors that are running (a kdamond thread takes a CPU at every sample), or ""."""
+    def read(*parts):
+        with open(os.path.join(*parts)) as f:
+            return f.read().strip()
     base = "/sys/kernel/mm/damon/admin/kdamonds"
-    out = []
     try:
-        n = int(open(os.path.join(base, "nr_kdamonds")).read())
+        n = int(read(base, "nr_kdamonds"))
     except (OSError, ValueError):
         return ""
+    out = []
     for k in range(n):
         d = os.path.join(base, str(k))
         try:
-            if open(os.path.join(d, "state")).read().strip() != "on":
+            if read(d, "state") != "on":
                 continue
-            ctx = os.path.join(d, "contexts", "0")
-            ops = open(os.path.join(ctx, "operations")).read().strip()
-            us = int(open(os.path.join(ctx, "monitoring_attrs", "intervals", "sample_us")).read())
+            ops = read(d, "contexts", "0", "operations")
+            us = int(read(d, "contexts", "0", "monitoring_attrs", "intervals", "sample_us"))
             out.append("kdamond %d (%s, samples every %g ms)" % (k, ops, us / 1000))
         except (OSError, ValueError):
             out.append("kdamond %d" % k)
     return ", ".join(out)
+
 
 class Ctx:
     """What the targets need from the harness."""
