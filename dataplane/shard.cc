@@ -117,10 +117,10 @@ bool shard::init(std::string& err) {
         return false;
     }
     _pending.reset(new pending[pending_capacity]);
-    _free_pending.reserve(pending_capacity);
-    _busy_pending.reserve(pending_capacity);
-    for (uint32_t i = pending_capacity; i-- > 0;) {
-        _free_pending.push_back(static_cast<uint16_t>(i));
+    _pending_slots.reset(new uint16_t[pending_capacity]);
+    for (uint32_t i = 0; i < pending_capacity; ++i) {
+        _pending_slots[i] = static_cast<uint16_t>(i);
+        _pending[i].at = static_cast<uint16_t>(i);
     }
     _inflight.reset(new uint16_t[inflight_capacity]);
     std::fill_n(_inflight.get(), inflight_capacity, inflight_empty);
@@ -139,12 +139,10 @@ bool shard::init(std::string& err) {
     }
     for (const auto& u : _o.upstreams) {
         for (uint32_t k = 0; k < upstream_sockets; ++k) {
-            int fd = ::socket(u.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0 || ::connect(fd, u.sa(), u.length) != 0) {
-                err = "cannot open a socket to upstream " + u.str() + ": " + std::strerror(errno);
-                if (fd >= 0) {
-                    ::close(fd);
-                }
+            std::string why;
+            int fd = net::connect_udp(u, why);
+            if (fd < 0) {
+                err = "upstream: " + why;
                 return false;
             }
             _upstream_fds.push_back(fd);
@@ -1128,12 +1126,12 @@ void shard::on_tick() noexcept {
             }
         }
     });
-    // Backwards, as finish_pending moves the last slot into the one it frees.
-    for (size_t k = _busy_pending.size(); k-- > 0;) {
-        if (k >= _busy_pending.size()) {
+    // Backwards, as finish_pending moves the last slot in use into the place it frees.
+    for (uint32_t k = _pending_used; k-- > 0;) {
+        if (k >= _pending_used) {
             continue;
         }
-        uint16_t s = _busy_pending[k];
+        uint16_t s = _pending_slots[k];
         pending& p = _pending[s];
         if (!p.answered && _now_ms >= p.deadline_ms) {
             ++_c.upstream_timeouts;
@@ -1184,7 +1182,7 @@ void shard::on_table_switch() noexcept {
 void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> msg,
                     std::span<const std::byte> key) noexcept {
     conn& c = _conns[i];
-    if (_upstream_fds.empty() || _free_pending.empty() || msg.size() > dns::max_message_size) {
+    if (_upstream_fds.empty() || _pending_used == pending_capacity || msg.size() > dns::max_message_size) {
         ++_c.upstream_errors;
         std::span<std::byte> out(_scratch.get(), 4096);
         dns::response_spec spec;
@@ -1212,11 +1210,8 @@ void shard::forward(uint32_t i, const dns::query& q, std::span<const std::byte> 
         ++_c.queries_forwarded;
         return;
     }
-    uint16_t slot = _free_pending.back();
-    _free_pending.pop_back();
+    uint16_t slot = _pending_slots[_pending_used++];
     pending& p = _pending[slot];
-    p.busy_at = static_cast<uint16_t>(_busy_pending.size());
-    _busy_pending.push_back(slot);
     p.key_hash = h;
     p.waiters = none32;
     p.query_flags = q.hdr.flags;
@@ -1307,12 +1302,12 @@ void shard::finish_pending(uint16_t slot) noexcept {
     p.tcp = pending::tcp_phase::none;
     ++p.tcp_generation;
     _slot_of_id[p.our_id] = inflight_empty;
-    p.conn_generation = 0;
-    uint16_t last = _busy_pending.back();
-    _busy_pending[p.busy_at] = last;
-    _pending[last].busy_at = p.busy_at;
-    _busy_pending.pop_back();
-    _free_pending.push_back(slot);
+    // The last slot in use takes its place; it goes first among the free.
+    uint16_t last = _pending_slots[--_pending_used];
+    _pending_slots[p.at] = last;
+    _pending[last].at = p.at;
+    _pending_slots[_pending_used] = slot;
+    p.at = static_cast<uint16_t>(_pending_used);
 }
 
 uint32_t shard::inflight_find(std::span<const std::byte> key, uint64_t h) const noexcept {

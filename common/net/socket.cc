@@ -136,6 +136,20 @@ int bind_udp(const address& a, std::string& err) {
     return fd;
 }
 
+int connect_udp(const address& a, std::string& err) {
+    int fd = ::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        err = fmt::format("socket: {}", std::strerror(errno));
+        return -1;
+    }
+    if (::connect(fd, a.sa(), a.length) != 0) {
+        err = fmt::format("cannot connect to {}: {}", a.str(), std::strerror(errno));
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 uint16_t bound_port(int fd) noexcept {
     address a;
     a.length = sizeof a.storage;

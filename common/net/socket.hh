@@ -30,6 +30,9 @@ address make_address(const uint8_t* bytes, int family, uint16_t port) noexcept;
 int listen_tcp(const address& a, int backlog, std::string& err);
 /// A UDP socket bound to `a` (port 0: any), non-blocking.
 int bind_udp(const address& a, std::string& err);
+/// A UDP socket connected to `a` (from a port the kernel picks; the kernel
+/// drops datagrams from anyone else), non-blocking.
+int connect_udp(const address& a, std::string& err);
 /// The port a socket is bound to.
 uint16_t bound_port(int fd) noexcept;
 void set_nodelay(int fd) noexcept;

@@ -12,8 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 
-#include <fmt/format.h>
-
 namespace zt::endpoint {
 
 plain_resolver::plain_resolver(loop& l, net::address server) : _loop(l), _server(server) {}
@@ -21,15 +19,14 @@ plain_resolver::plain_resolver(loop& l, net::address server) : _loop(l), _server
 plain_resolver::~plain_resolver() = default;
 
 bool plain_resolver::open(std::string& err) {
-    int fd = ::socket(_server.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    bool ok = fd >= 0 && ::connect(fd, _server.sa(), _server.length) == 0;
-    if (!ok) {
-        err = fmt::format("resolver {}: {}", _server.str(), std::strerror(errno));
+    std::string why;
+    int fd = net::connect_udp(_server, why);
+    if (fd < 0) {
+        err = "resolver: " + why;
+        return false;
     }
-    if (fd >= 0) {
-        ::close(fd);
-    }
-    return ok;
+    ::close(fd);
+    return true;
 }
 
 uint16_t plain_resolver::fresh_id() const {
@@ -64,11 +61,10 @@ void plain_resolver::submit(std::span<const std::byte> query, ms_t deadline, boo
     x->tcp = over_tcp;
     int fd = -1;
     if (!over_tcp) {
-        // connect() binds a fresh ephemeral port (the kernel picks it at random)
-        // and makes the kernel drop datagrams from anyone but the server.
-        fd = ::socket(_server.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && (::connect(fd, _server.sa(), _server.length) != 0 ||
-                        ::send(fd, r.msg.data(), r.msg.size(), 0) < 0)) {
+        // A fresh ephemeral port, which the kernel picks at random.
+        std::string why;
+        fd = net::connect_udp(_server, why);
+        if (fd >= 0 && ::send(fd, r.msg.data(), r.msg.size(), 0) < 0) {
             ::close(fd);
             fd = -1;
         }
