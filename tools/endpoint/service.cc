@@ -99,6 +99,11 @@ ms_t service_pool::tick(ms_t now) {
             continue;
         }
         if (!c->reached_open() || now - c->opened_ms() < short_lived_ms) {
+            if (_failures > 0 && c->dialled_ms() < _last_failure_ms) {
+                // Dialled before the last failure: when the proxy stops, every young parked connection closes at
+                // once, and that is one failure, not one each (six made a 6.4 s backoff after a quick restart).
+                continue;
+            }
             ++_failures;
             std::string why = c->error().empty() ? "closed by the proxy at once" : c->error();
             if (why != _last_error || _failures == 1) {

@@ -2,7 +2,8 @@
 // common/tls): the DoT pool pipelines queries and matches answers that come back in reverse order, every query
 // ends once, and with no server a query fails at once; a client tunnel carries bytes both ways with the SNI it was
 // given, and passes a half-close on; it goes on to the next proxy address when one refuses, and is cut naming every
-// address when all do.
+// address when all do; a service pool whose proxy drops all its young parked connections at once counts that as one
+// failure and dials again soon.
 #include "common/dns/framing.hh"
 #include "common/proto/client_hello.hh"
 #include "common/tls/tls.hh"
@@ -10,12 +11,14 @@
 #include "tools/endpoint/bridge.hh"
 #include "tools/endpoint/dot_pool.hh"
 #include "tools/endpoint/names.hh"
+#include "tools/endpoint/service.hh"
 
 #include <doctest/doctest.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <array>
@@ -449,4 +452,55 @@ TEST_CASE("when every proxy address refuses, the tunnel is cut and the reason na
     CHECK(b->error().find(loopback(c).str()) != std::string::npos);
     CHECK(proxies.down(0, l.now()));
     CHECK(proxies.down(1, l.now()));
+}
+
+TEST_CASE("a proxy that drops every young parked connection at once is one failure: the pool dials again soon") {
+    pki p;
+    uint16_t port = 0;
+    int lfd = listen_loopback(port);
+    timeval limit{5, 0}; // accept() gives up after this
+    REQUIRE(::setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit) == 0);
+    constexpr size_t pool = 6;
+    std::atomic<ms_t> dropped_ms{0}, redialled_ms{0};
+    std::thread proxy([&] {
+        std::vector<std::unique_ptr<server_conn>> parked;
+        while (parked.size() < pool) {
+            int fd = ::accept(lfd, nullptr, nullptr);
+            if (fd < 0) {
+                return;
+            }
+            auto c = std::make_unique<server_conn>(fd, p.server_ctx);
+            c->s.set_alpn(service_alpn);
+            if (c->handshake()) {
+                parked.push_back(std::move(c));
+            }
+        }
+        parked.clear(); // the proxy stops: all closed at once, each well under a second old
+        dropped_ms = monotonic_ms();
+        int fd = ::accept(lfd, nullptr, nullptr);
+        if (fd >= 0) {
+            redialled_ms = monotonic_ms();
+            ::close(fd);
+        }
+    });
+    bundle b;
+    b.dir = "/nonexistent";
+    b.cn = "s-hidden";
+    b.server_name = "edge1.test";
+    loop l;
+    address_choice proxies({loopback(port)}, 0);
+    {
+        service_pool pool_(l, p.client_ctx, b, proxies, pool);
+        std::string err;
+        REQUIRE_MESSAGE(pool_.set_targets({}, err), err);
+        l.add_ticker([&](ms_t now) { return pool_.tick(now); });
+        CHECK(run_until(
+            l, [&] { return redialled_ms.load() != 0; }, 4000));
+    }
+    proxy.join();
+    ::close(lfd);
+    REQUIRE(dropped_ms.load() != 0);
+    REQUIRE(redialled_ms.load() != 0);
+    // One failure waits 200 ms; counting each of the six as a failure waited 6.4 s.
+    CHECK(redialled_ms.load() - dropped_ms.load() < 1500);
 }
