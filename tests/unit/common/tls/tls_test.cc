@@ -18,6 +18,7 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 using namespace zt;
@@ -242,6 +243,71 @@ TEST_CASE("mutual TLS 1.3 in memory: handshake, CN, data both ways") {
     pump(client, server);
     feed(server);
     CHECK(server.s.read(plain, n) == tls::status::closed);
+}
+
+// Our wolfSSL keeps only the chosen suite's hash of the transcript once the
+// ServerHello is out (scripts/wolfssl/tls13-one-transcript.patch): each suite
+// hash, on both sides, and after a HelloRetryRequest restarts the transcript.
+TEST_CASE("mutual TLS 1.3 with each suite's transcript hash, with and without a HelloRetryRequest") {
+    pki p;
+    auto sctx = server_ctx(p);
+    auto cctx = client_ctx(p, p.client.cert_pem);
+    const std::pair<std::string, std::string> suites[] = {{"TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"},
+                                                          {"TLS13-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"},
+                                                          {"TLS13-CHACHA20-POLY1305-SHA256", "TLS_CHACHA20_POLY1305_SHA256"}};
+    for (const auto& [suite, iana] : suites) {
+        for (bool retry : {false, true}) {
+            CAPTURE(suite);
+            CAPTURE(retry);
+            side server, client;
+            REQUIRE(server.s.start(sctx, &server.out));
+            REQUIRE(client.s.start(cctx, &client.out, "ztdns.test"));
+            REQUIRE(wolfSSL_set_cipher_list(client.s.raw(), suite.c_str()) == WOLFSSL_SUCCESS);
+            if (retry) {
+                // No key share offered: the server must ask again for one.
+                REQUIRE(wolfSSL_NoKeyShares(client.s.raw()) == WOLFSSL_SUCCESS);
+            }
+            REQUIRE(handshake(server, client));
+            CHECK(server.s.cipher() == iana);
+            CHECK(client.s.cipher() == iana);
+            CHECK(server.s.peer_cn() == p.client.cn);
+
+            // Application keys come from the transcript: data both ways
+            // proves both sides hashed the same messages.
+            std::array<std::byte, 256> plain;
+            for (side* from : {&client, &server}) {
+                side* to = from == &client ? &server : &client;
+                const char msg[] = "through the negotiated keys";
+                size_t n = 0;
+                REQUIRE(from->s.write(std::as_bytes(std::span(msg, sizeof msg)), n) == tls::status::done);
+                pump(*from, *to);
+                feed(*to);
+                REQUIRE(to->s.read(plain, n) == tls::status::done);
+                consume(*to);
+                CHECK(n == sizeof msg);
+                CHECK(std::memcmp(plain.data(), msg, n) == 0);
+            }
+        }
+    }
+}
+
+// Our wolfSSL runs the DRBG's known-answer test once per process, not at
+// every RNG (scripts/wolfssl/rng-kat-once.patch): every RNG is still seeded
+// on its own, so two of them never agree.
+TEST_CASE("every RNG is seeded on its own") {
+    std::array<std::array<unsigned char, 32>, 4> out{};
+    for (auto& o : out) {
+        WC_RNG rng;
+        REQUIRE(wc_InitRng(&rng) == 0);
+        REQUIRE(wc_RNG_GenerateBlock(&rng, o.data(), static_cast<word32>(o.size())) == 0);
+        wc_FreeRng(&rng);
+    }
+    for (size_t i = 0; i < out.size(); ++i) {
+        CHECK(std::any_of(out[i].begin(), out[i].end(), [](unsigned char b) { return b != 0; }));
+        for (size_t j = i + 1; j < out.size(); ++j) {
+            CHECK(out[i] != out[j]);
+        }
+    }
 }
 
 TEST_CASE("a client without a certificate is refused") {
