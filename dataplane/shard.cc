@@ -557,21 +557,21 @@ bool shard::authenticate(uint32_t i) noexcept {
     if (ep == table::none) {
         ++_c.auth_unknown_cn;
         _log.info("{}: refused {}: unknown certificate CN", who, cn.empty() ? "(no CN)" : cn);
-        close_conn(i, nullptr);
+        refuse(i, tls::refusal::access_denied);
         return false;
     }
     auto e = t.endpoint(ep);
     if (e.revoked) {
         ++_c.auth_revoked_cn;
         _log.info("{}: refused {}: revoked", who, cn);
-        close_conn(i, nullptr);
+        refuse(i, tls::refusal::revoked);
         return false;
     }
     if (ep < _per_endpoint.size()) {
         if (_per_endpoint[ep] >= _o.max_connections_per_cn) {
             ++_c.connections_refused_per_cn;
             _log.info("{}: refused {}: over {} connections", who, cn, _o.max_connections_per_cn);
-            close_conn(i, nullptr);
+            refuse(i, tls::refusal::access_denied);
             return false;
         }
         ++_per_endpoint[ep];
@@ -581,6 +581,20 @@ bool shard::authenticate(uint32_t i) noexcept {
     c.deadline_ms = _now_ms + _o.idle_timeout_ms;
     ++_c.handshakes;
     return true;
+}
+
+void shard::refuse(uint32_t i, tls::refusal alert, const char* why) noexcept {
+    // The client's certificate verified, so it holds the key: it may learn
+    // why it is refused (curl and openssl print the alert). The alert goes
+    // out before the close, as a failed handshake's does; answers staged for
+    // it before it was refused do not.
+    conn& c = _conns[i];
+    c.stage_off = c.stage_len = 0;
+    if (ensure_chunk(c)) { // an idle connection holds no output buffer
+        c.tls.refuse(alert);
+        send_out(i);
+    }
+    close_conn(i, why);
 }
 
 void shard::read_queries(uint32_t i) noexcept {
@@ -1159,7 +1173,11 @@ void shard::on_table_switch() noexcept {
         if (ep == table::none || t.endpoint(ep).revoked) {
             ++_c.revoked_while_open;
             c.endpoint = table::none;
-            close_conn(i, "certificate revoked");
+            if (c.kind == conn_kind::dot) {
+                refuse(i, tls::refusal::revoked, "certificate revoked");
+            } else {
+                close_conn(i, "certificate revoked"); // a tunnel's TLS may be the kernel's: cut it as it is
+            }
             return;
         }
         c.endpoint = ep;

@@ -318,6 +318,9 @@ private:
     void submit_if_turn_long() noexcept;
     static constexpr uint64_t early_submit_us = 100;
     bool authenticate(uint32_t i) noexcept;
+    /// Sends the alert saying why a verified client is refused, then closes
+    /// (logging `why` as close_conn does).
+    void refuse(uint32_t i, tls::refusal alert, const char* why = nullptr) noexcept;
     /// Reads DoT frames out of TLS and answers them while output has room.
     void read_queries(uint32_t i) noexcept;
     void handle_query(uint32_t i, std::span<const std::byte> msg) noexcept;

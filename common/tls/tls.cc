@@ -389,6 +389,43 @@ void session::shutdown() noexcept {
     }
 }
 
+void session::refuse(refusal why) noexcept {
+    if (_ssl) {
+        wolfSSL_zt_send_fatal_alert(_ssl, static_cast<int>(why)); // scripts/wolfssl/send-alert.patch
+    }
+}
+
+int session::peer_alert() const noexcept {
+    WOLFSSL_ALERT_HISTORY h{};
+    if (!_ssl || wolfSSL_get_alert_history(_ssl, &h) != WOLFSSL_SUCCESS || h.last_rx.level != alert_fatal) {
+        return -1;
+    }
+    return h.last_rx.code;
+}
+
+const char* alert_phrase(int description) noexcept {
+    switch (description) {
+    case 42:
+        return "bad certificate";
+    case 43:
+        return "unsupported certificate";
+    case 44:
+        return "certificate revoked";
+    case 45:
+        return "certificate expired";
+    case 46:
+        return "certificate unknown";
+    case 48:
+        return "unknown CA";
+    case 49:
+        return "access denied";
+    case 116:
+        return "certificate required";
+    default:
+        return nullptr;
+    }
+}
+
 int session::pending() const noexcept { return _ssl ? wolfSSL_pending(_ssl) : 0; }
 
 std::string_view session::sni() const noexcept {

@@ -87,6 +87,17 @@ enum class status : uint8_t {
     failed,     ///< fatal error; close the connection
 };
 
+/// Why we refuse a peer whose certificate verified (TLS AlertDescription,
+/// RFC 8446 section 6).
+enum class refusal : uint8_t {
+    revoked = 44,       ///< certificate_revoked
+    access_denied = 49, ///< access_denied: not allowed here, or over a limit
+};
+
+/// What a fatal alert from the peer said, as a phrase ("certificate
+/// revoked"), or nullptr for an alert without a name here.
+const char* alert_phrase(int description) noexcept;
+
 /// The bytes a session wants sent. The session writes ciphertext into a
 /// caller-owned buffer (so the shard decides where memory lives).
 struct out_buffer {
@@ -122,6 +133,11 @@ public:
     status write(std::span<const std::byte> plain, size_t& n) noexcept;
     /// Queues close_notify.
     void shutdown() noexcept;
+    /// Queues a fatal alert saying why the peer is refused, after a handshake
+    /// in which its certificate verified; the connection then closes.
+    void refuse(refusal why) noexcept;
+    /// The description of the last alert the peer sent (-1 if none).
+    int peer_alert() const noexcept;
 
     /// Plaintext bytes decrypted and buffered inside wolfSSL.
     int pending() const noexcept;

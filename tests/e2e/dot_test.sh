@@ -144,6 +144,13 @@ check_output "an open connection of a revoked CN is closed within a second" "clo
 dot "$CAROL" db.internal.corp A > "$T/last.out" 2>&1
 if refused; then ok "a revoked CN is refused right after ztdns revoke, nothing restarted"; else not_ok "a revoked CN is refused"; cat "$T/last.out"; fi
 check "the refusal is logged with the CN and the reason" grep -q "DNS: refused $CAROL: revoked" "$T/dataplane.log"
+# told_why BUNDLE: what OpenSSL (s_client, reading until the server closes) says when the data plane refuses it.
+told_why() {
+    timeout 5 openssl s_client -connect "127.0.0.1:$DOT_PORT" -servername edge1.test -verify_return_error \
+        -CAfile "$D/ca/ca.crt" -cert "$D/bundles/$1/cert.pem" -key "$D/bundles/$1/key.pem" -ign_eof < /dev/null 2>&1
+}
+check_output "the open connection was told why: a certificate_revoked alert (Python's ssl)" "CERTIFICATE_REVOKED" cat "$T/hold.log"
+check_output "a new connection is told why too: a certificate_revoked alert (openssl s_client)" "alert certificate revoked" told_why "$CAROL"
 
 # ---- nested zones: one the CN may not see inside one it may ------------------------------
 add_service Intranet 8080 internal.corp > /dev/null && "$ZTDNS" --data-dir "$D" authorize "$BOB" internal.corp > /dev/null
@@ -237,6 +244,7 @@ restart_with '.limits.idle_timeout_ms = 30000 | .limits.max_connections_per_cn =
 hold_open 2
 check "a third connection of a CN allowed two is refused" refused_now
 check "the refusal is logged with the CN and the limit" grep -q "DNS: refused $ALICE: over 2 connections" "$T/dataplane.log"
+check_output "and told why: an access_denied alert (openssl s_client)" "alert access denied" told_why "$ALICE"
 
 restart_with '.limits.max_connections_per_cn = 100 | .limits.max_queries_per_connection = 5'
 check_output "at most 5 queries per connection, then the server closes it" "answered 5, then closed by the server" \

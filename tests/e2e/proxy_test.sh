@@ -180,6 +180,9 @@ check_output "a CN revoked while its tunnel is open loses it within a second" "c
 check_fails "and a new tunnel of the revoked CN is refused" \
     python3 "$HERE/tunnel_client.py" "$PROXY_PORT" "$D/bundles/$CAROL" echo.internal.corp ping
 check "the refusal is logged with the CN and the reason" grep -q "Proxy: refused $CAROL: revoked" "$T/dataplane.log"
+check_output "and curl is told why: a certificate_revoked alert" "alert certificate revoked" \
+    curl -sS --max-time 5 --cacert "$D/ca/ca.crt" --cert "$D/bundles/$CAROL/cert.pem" --key "$D/bundles/$CAROL/key.pem" \
+    --resolve "echo.internal.corp:$PROXY_PORT:127.0.0.1" "https://echo.internal.corp:$PROXY_PORT/"
 
 ECHO2_PORT=$(free_port)
 start echo2 python3 "$HERE/echo_server.py" "$ECHO2_PORT" moved

@@ -106,8 +106,8 @@ private:
     unsigned _proxy_shards = 0;
     bool _done = false;
     bool _cut_here = false;
-    bool _again = false; ///< the pump stopped at its round limit with work left
-    ms_t _started_ms = 0;  ///< dialled; for a service connection, reset when the proxy hands it a tunnel
+    bool _again = false;  ///< the pump stopped at its round limit with work left
+    ms_t _started_ms = 0; ///< dialled; for a service connection, reset when the proxy hands it a tunnel
     ms_t _dialled_ms = 0;
     ms_t _opened_ms = 0;
     ms_t _deadline_ms = 0; ///< this proxy address's connect and handshake, or the target's connect

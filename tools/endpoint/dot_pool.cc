@@ -165,10 +165,29 @@ void dot_pool::pump(conn& c) {
     c.st->update_interest();
 }
 
+std::string dot_pool::refusal(const conn& c, bool was_ready, const std::string& why) const {
+    // The appliance checks the certificate's CN after the TLS handshake and says why it refuses it with an alert;
+    // an older one closed without a word.
+    const int alert = c.st ? c.st->peer_alert() : -1;
+    if (alert == static_cast<int>(tls::refusal::revoked)) {
+        return "the appliance refuses this endpoint: its certificate is revoked (certificate_revoked alert)";
+    }
+    if (alert == static_cast<int>(tls::refusal::access_denied)) {
+        return "the appliance refuses this endpoint: its certificate is unknown there, or over its connection "
+               "limit (access_denied alert)";
+    }
+    if (was_ready && !c.answered && why == "closed by the server") {
+        return "closed by the server after the handshake, before any answer: the appliance refuses this endpoint "
+               "(its certificate revoked or unknown there, or over its connection limit)";
+    }
+    return why;
+}
+
 void dot_pool::conn_down(conn& c, const std::string& why) {
     const ms_t now = _loop.now();
     const bool was_ready = c.state == conn_state::ready;
     const bool clean = was_ready && why == "closed by the server" && now - c.opened_ms >= short_lived_ms;
+    const std::string said = refusal(c, was_ready, why); // before close(): the session holds the peer's alert
     if (c.st) {
         c.st->close(!clean);
     }
@@ -180,15 +199,8 @@ void dot_pool::conn_down(conn& c, const std::string& why) {
         ++_failures;
         _servers.failed(c.server, now); // the next attempts prefer the other servers
         c.next_attempt = now + backoff_ms(_failures);
-        // The appliance checks the certificate's CN after the TLS handshake and
-        // closes without a word: say what that most likely means.
-        const bool refused = was_ready && !c.answered && why == "closed by the server";
         if (!_reported_down) {
-            log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "",
-                      refused ? "closed by the server after the handshake, before any answer: the appliance "
-                                "refuses this endpoint (its certificate revoked or unknown there, or over its "
-                                "connection limit)"
-                              : why);
+            log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "", said);
             _reported_down = !up();
         }
     }

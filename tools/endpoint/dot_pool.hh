@@ -76,6 +76,8 @@ private:
     void connect(conn& c, ms_t now);
     void pump(conn& c);
     void conn_down(conn& c, const std::string& why);
+    /// What a connection's end says about the appliance refusing this endpoint, or `why` as it is.
+    std::string refusal(const conn& c, bool was_ready, const std::string& why) const;
     void dispatch(uint64_t serial);
     void send_on(conn& c, uint64_t serial);
     void on_answer(conn& c, std::span<const std::byte> msg);

@@ -160,7 +160,7 @@ bool tls_stream::progress() {
                 }
             }
         } else if (st == tls::status::failed || st == tls::status::closed) {
-            fail(fmt::format("TLS handshake with {} failed: {}", _peer.str(), _tls.error_string()));
+            fail(fmt::format("TLS handshake with {} failed: {}", _peer.str(), tls_error()));
             return true;
         } else if (_tcp_eof && _cin.empty()) {
             fail(fmt::format("{} closed the connection during the TLS handshake", _peer.str()));
@@ -196,7 +196,7 @@ size_t tls_stream::read_plain(std::span<std::byte> dst) {
         if (st == tls::status::closed) {
             _notify_received = true;
         } else if (st == tls::status::failed) {
-            fail(fmt::format("TLS from {}: {}", _peer.str(), _tls.error_string()));
+            fail(fmt::format("TLS from {}: {}", _peer.str(), tls_error()));
         }
         break; // want_read (or want_write: flushed by progress())
     }
@@ -218,7 +218,7 @@ size_t tls_stream::write_plain(std::span<const std::byte> src) {
         size_t n = 0;
         tls::status st = _tls.write(src.subspan(total, std::min(record_plain, src.size() - total)), n);
         if (st != tls::status::done) {
-            fail(fmt::format("TLS to {}: {}", _peer.str(), _tls.error_string()));
+            fail(fmt::format("TLS to {}: {}", _peer.str(), tls_error()));
             break;
         }
         total += n;
@@ -236,6 +236,13 @@ void tls_stream::shutdown_write() {
         _tls.shutdown();
         _shut_queued = true;
     }
+}
+
+std::string tls_stream::tls_error() const {
+    if (const char* alert = tls::alert_phrase(_tls.peer_alert())) {
+        return fmt::format("{}: {}", _tls.error_string(), alert);
+    }
+    return _tls.error_string();
 }
 
 bool tls_stream::peer_finished() const noexcept {

@@ -56,6 +56,9 @@ public:
     bool open() const noexcept { return _phase == phase::open; }
     bool failed() const noexcept { return _phase == phase::failed; }
     const std::string& error() const noexcept { return _error; }
+    /// The description of the fatal alert the peer sent (-1 if none): the appliance says why it refuses us with
+    /// certificate_revoked (44) or access_denied (49).
+    int peer_alert() const noexcept { return _tls.peer_alert(); }
     /// The peer is done sending: close_notify, or its FIN after everything before it was read.
     bool peer_finished() const noexcept;
     /// The peer's FIN came without close_notify (a cut, not an end).
@@ -70,6 +73,8 @@ public:
 
 private:
     void fail(std::string why);
+    /// wolfSSL's reason for the last failure, with the peer's alert when it sent one.
+    std::string tls_error() const;
     bool start_tls();
     bool recv_some();
     bool flush();

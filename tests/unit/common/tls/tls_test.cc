@@ -252,9 +252,10 @@ TEST_CASE("mutual TLS 1.3 with each suite's transcript hash, with and without a 
     pki p;
     auto sctx = server_ctx(p);
     auto cctx = client_ctx(p, p.client.cert_pem);
-    const std::pair<std::string, std::string> suites[] = {{"TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"},
-                                                          {"TLS13-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"},
-                                                          {"TLS13-CHACHA20-POLY1305-SHA256", "TLS_CHACHA20_POLY1305_SHA256"}};
+    const std::pair<std::string, std::string> suites[] = {
+        {"TLS13-AES128-GCM-SHA256", "TLS_AES_128_GCM_SHA256"},
+        {"TLS13-AES256-GCM-SHA384", "TLS_AES_256_GCM_SHA384"},
+        {"TLS13-CHACHA20-POLY1305-SHA256", "TLS_CHACHA20_POLY1305_SHA256"}};
     for (const auto& [suite, iana] : suites) {
         for (bool retry : {false, true}) {
             CAPTURE(suite);
@@ -308,6 +309,32 @@ TEST_CASE("every RNG is seeded on its own") {
             CHECK(out[i] != out[j]);
         }
     }
+}
+
+// scripts/wolfssl/send-alert.patch: the data plane tells a verified client
+// why it refuses it.
+TEST_CASE("a server refusing a verified client sends the alert, and the client reads why") {
+    pki p;
+    auto sctx = server_ctx(p);
+    auto cctx = client_ctx(p, p.client.cert_pem);
+    for (auto why : {tls::refusal::revoked, tls::refusal::access_denied}) {
+        side server, client;
+        REQUIRE(server.s.start(sctx, &server.out));
+        REQUIRE(client.s.start(cctx, &client.out, "ztdns.test"));
+        REQUIRE(handshake(server, client));
+        CHECK(client.s.peer_alert() == -1);
+        server.s.refuse(why);
+        REQUIRE(server.out.length > 0);
+        pump(server, client);
+        feed(client);
+        std::array<std::byte, 64> plain;
+        size_t n = 0;
+        CHECK(client.s.read(plain, n) == tls::status::failed);
+        CHECK(client.s.peer_alert() == static_cast<int>(why));
+    }
+    CHECK(std::string(tls::alert_phrase(44)) == "certificate revoked");
+    CHECK(std::string(tls::alert_phrase(49)) == "access denied");
+    CHECK(tls::alert_phrase(0) == nullptr);
 }
 
 TEST_CASE("a client without a certificate is refused") {
