@@ -514,12 +514,15 @@ void shard::advance(uint32_t i) noexcept {
             close_conn(i, nullptr);
             return;
         }
+        // The CN is checked before what the handshake's last step wrote goes
+        // out (TLS 1.2: the server's Finished): a refusal's alert joins it in
+        // one send instead of queueing behind a send in flight.
+        if (st == tls::status::done && !authenticate(i)) {
+            return;
+        }
         flush(i);
         submit_if_turn_long();
         if (st != tls::status::done) {
-            return;
-        }
-        if (!authenticate(i)) {
             return;
         }
         if (c.kind == conn_kind::proxy) {
@@ -587,7 +590,9 @@ void shard::refuse(uint32_t i, tls::refusal alert, const char* why) noexcept {
     // The client's certificate verified, so it holds the key: it may learn
     // why it is refused (curl and openssl print the alert). The alert goes
     // out before the close, as a failed handshake's does; answers staged for
-    // it before it was refused do not.
+    // it before it was refused do not. Best effort: behind a send still in
+    // flight (a busy DoT connection revoked in place) it is not sent, and the
+    // close is bare as before.
     conn& c = _conns[i];
     c.stage_off = c.stage_len = 0;
     if (ensure_chunk(c)) { // an idle connection holds no output buffer
@@ -1174,7 +1179,8 @@ void shard::on_table_switch() noexcept {
             ++_c.revoked_while_open;
             c.endpoint = table::none;
             if (c.kind == conn_kind::dot) {
-                refuse(i, tls::refusal::revoked, "certificate revoked");
+                refuse(i, ep == table::none ? tls::refusal::access_denied : tls::refusal::revoked,
+                       ep == table::none ? "certificate CN no longer known" : "certificate revoked");
             } else {
                 close_conn(i, "certificate revoked"); // a tunnel's TLS may be the kernel's: cut it as it is
             }

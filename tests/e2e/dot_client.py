@@ -7,6 +7,8 @@ client certificate): pipelining, malformed messages, and a held connection.
   dot_client.py HOST PORT BUNDLE SERVER_NAME hold SECONDS
   dot_client.py HOST PORT BUNDLE SERVER_NAME count N NAME
   dot_client.py HOST PORT BUNDLE SERVER_NAME noread SECONDS NAME
+
+ZT_TLS12=1 in the environment: at most TLS 1.2.
 """
 import os
 import random
@@ -20,6 +22,8 @@ import time
 
 def connect(host, port, bundle, server_name, rcvbuf=0):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if os.environ.get("ZT_TLS12"):  # a TLS 1.2 client (the server must allow it)
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(os.path.join(bundle, "ca.crt"))
     ctx.load_cert_chain(os.path.join(bundle, "cert.pem"), os.path.join(bundle, "key.pem"))
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

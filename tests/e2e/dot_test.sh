@@ -145,9 +145,10 @@ dot "$CAROL" db.internal.corp A > "$T/last.out" 2>&1
 if refused; then ok "a revoked CN is refused right after ztdns revoke, nothing restarted"; else not_ok "a revoked CN is refused"; cat "$T/last.out"; fi
 check "the refusal is logged with the CN and the reason" grep -q "DNS: refused $CAROL: revoked" "$T/dataplane.log"
 # told_why BUNDLE: what OpenSSL (s_client, reading until the server closes) says when the data plane refuses it.
-told_why() {
+told_why() { # BUNDLE [more s_client options]
+    local who=$1; shift
     timeout 5 openssl s_client -connect "127.0.0.1:$DOT_PORT" -servername edge1.test -verify_return_error \
-        -CAfile "$D/ca/ca.crt" -cert "$D/bundles/$1/cert.pem" -key "$D/bundles/$1/key.pem" -ign_eof < /dev/null 2>&1
+        -CAfile "$D/ca/ca.crt" -cert "$D/bundles/$who/cert.pem" -key "$D/bundles/$who/key.pem" -ign_eof "$@" < /dev/null 2>&1
 }
 check_output "the open connection was told why: a certificate_revoked alert (Python's ssl)" "CERTIFICATE_REVOKED" cat "$T/hold.log"
 check_output "a new connection is told why too: a certificate_revoked alert (openssl s_client)" "alert certificate revoked" told_why "$CAROL"
@@ -246,7 +247,14 @@ check "a third connection of a CN allowed two is refused" refused_now
 check "the refusal is logged with the CN and the limit" grep -q "DNS: refused $ALICE: over 2 connections" "$T/dataplane.log"
 check_output "and told why: an access_denied alert (openssl s_client)" "alert access denied" told_why "$ALICE"
 
-restart_with '.limits.max_connections_per_cn = 100 | .limits.max_queries_per_connection = 5'
+restart_with '.limits.max_connections_per_cn = 100 | .tls_min_version = "1.2"'
+# TLS 1.2: the handshake's last step writes the server's Finished; the alert must follow it, not be lost behind it.
+check_output "with TLS 1.2 allowed, a TLS 1.2 client of a revoked CN is told why too" "alert certificate revoked" \
+    told_why "$CAROL" -tls1_2
+check_output "and a TLS 1.2 client in good standing is answered (Python's ssl, at most TLS 1.2)" "answered 10 of 10" \
+    env ZT_TLS12=1 python3 "$HERE/dot_client.py" 127.0.0.1 "$DOT_PORT" "$D/bundles/$ALICE" edge1.test pipeline 10 db.internal.corp
+
+restart_with '.tls_min_version = "1.3" | .limits.max_queries_per_connection = 5'
 check_output "at most 5 queries per connection, then the server closes it" "answered 5, then closed by the server" \
     client count 10 db.internal.corp
 
