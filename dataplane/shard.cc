@@ -1178,9 +1178,10 @@ void shard::on_table_switch() noexcept {
         if (ep == table::none || t.endpoint(ep).revoked) {
             ++_c.revoked_while_open;
             c.endpoint = table::none;
+            const bool gone = ep == table::none;
             if (c.kind == conn_kind::dot) {
-                refuse(i, ep == table::none ? tls::refusal::access_denied : tls::refusal::revoked,
-                       ep == table::none ? "certificate CN no longer known" : "certificate revoked");
+                refuse(i, gone ? tls::refusal::access_denied : tls::refusal::revoked,
+                       gone ? "certificate CN no longer known" : "certificate revoked");
             } else {
                 close_conn(i, "certificate revoked"); // a tunnel's TLS may be the kernel's: cut it as it is
             }

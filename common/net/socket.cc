@@ -122,33 +122,29 @@ int listen_tcp(const address& a, int backlog, std::string& err) {
     return fd;
 }
 
-int bind_udp(const address& a, std::string& err) {
+namespace {
+
+/// A non-blocking UDP socket of `a`'s family, then `attach` (bind or connect)
+/// to `a`; `what` names that step in the error.
+int udp_socket(const address& a, int (*attach)(int, const sockaddr*, socklen_t), const char* what, std::string& err) {
     int fd = ::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         err = fmt::format("socket: {}", std::strerror(errno));
         return -1;
     }
-    if (::bind(fd, a.sa(), a.length) != 0) {
-        err = fmt::format("cannot bind {}: {}", a.str(), std::strerror(errno));
+    if (attach(fd, a.sa(), a.length) != 0) {
+        err = fmt::format("cannot {} {}: {}", what, a.str(), std::strerror(errno));
         ::close(fd);
         return -1;
     }
     return fd;
 }
 
-int connect_udp(const address& a, std::string& err) {
-    int fd = ::socket(a.family(), SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        err = fmt::format("socket: {}", std::strerror(errno));
-        return -1;
-    }
-    if (::connect(fd, a.sa(), a.length) != 0) {
-        err = fmt::format("cannot connect to {}: {}", a.str(), std::strerror(errno));
-        ::close(fd);
-        return -1;
-    }
-    return fd;
-}
+} // namespace
+
+int bind_udp(const address& a, std::string& err) { return udp_socket(a, ::bind, "bind", err); }
+
+int connect_udp(const address& a, std::string& err) { return udp_socket(a, ::connect, "connect to", err); }
 
 uint16_t bound_port(int fd) noexcept {
     address a;

@@ -99,7 +99,7 @@ ms_t service_pool::tick(ms_t now) {
             continue;
         }
         if (!c->reached_open() || now - c->opened_ms() < short_lived_ms) {
-            if (_failures > 0 && c->reached_open() && c->dialled_ms() < _last_failure_ms) {
+            if (_failures > 0 && c->reached_open() && c->opened_ms() < _last_failure_ms) {
                 // Parked before the last failure: when the proxy stops, every young parked connection closes at
                 // once, and that is one failure, not one each (six made a 6.4 s backoff after a quick restart).
                 // A dial that fails to reach the proxy always counts, so the backoff keeps growing while it is away.
