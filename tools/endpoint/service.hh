@@ -31,6 +31,8 @@ public:
     /// Resolves the --target addresses (at start; host names through the system resolver). False with `err`.
     bool set_targets(const std::vector<target_spec>& targets, std::string& err);
     ms_t tick(ms_t now);
+    /// Failures in a row the backoff follows (0 while the proxy works).
+    unsigned failures() const noexcept { return _failures; }
 
 private:
     std::optional<net::address> target_for(const std::string& name) const;

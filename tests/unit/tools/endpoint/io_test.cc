@@ -497,8 +497,18 @@ TEST_CASE("a proxy that drops every young parked connection at once is one failu
         std::string err;
         REQUIRE_MESSAGE(pool_.set_targets({}, err), err);
         l.add_ticker([&](ms_t now) { return pool_.tick(now); });
+        unsigned most_failures = 0; // before the redial (the proxy closes the redial too: that is the next one)
         CHECK(run_until(
-            l, [&] { return redialled_ms.load() != 0; }, 4000));
+            l,
+            [&] {
+                if (redialled_ms.load() != 0) {
+                    return true;
+                }
+                most_failures = std::max(most_failures, pool_.failures());
+                return false;
+            },
+            4000));
+        CHECK(most_failures == 1);
     }
     proxy.join();
     ::close(lfd);
