@@ -19,13 +19,8 @@ constexpr ms_t on_demand_interval_ms = 500;
 /// A connection the server closed sooner than this after the handshake counts as a failure (no reconnect storm).
 constexpr ms_t short_lived_ms = 3000;
 
-ms_t backoff_ms(unsigned failures) {
-    ms_t d = 100;
-    for (unsigned i = 1; i < failures && d < 10000; ++i) {
-        d *= 2;
-    }
-    return std::min<ms_t>(d, 10000);
-}
+/// The first wait after a failure; it doubles after each more.
+constexpr ms_t first_backoff_ms = 100;
 
 } // namespace
 
@@ -198,7 +193,7 @@ void dot_pool::conn_down(conn& c, const std::string& why) {
     } else {
         ++_failures;
         _servers.failed(c.server, now); // the next attempts prefer the other servers
-        c.next_attempt = now + backoff_ms(_failures);
+        c.next_attempt = now + backoff_ms(first_backoff_ms, _failures);
         if (!_reported_down) {
             log::warn("Endpoint: DoT {}: {}; retrying with backoff", c.st ? c.st->peer().str() : "", said);
             _reported_down = !up();

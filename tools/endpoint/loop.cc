@@ -22,6 +22,15 @@ ms_t monotonic_ms() noexcept {
     return ms_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+ms_t backoff_ms(ms_t first, unsigned failures) noexcept {
+    constexpr ms_t most = 10000;
+    ms_t d = first;
+    for (unsigned i = 1; i < failures && d < most; ++i) {
+        d *= 2;
+    }
+    return std::min(d, most);
+}
+
 loop::loop() : _epfd(::epoll_create1(EPOLL_CLOEXEC)), _now(monotonic_ms()) {}
 
 loop::~loop() {

@@ -18,6 +18,9 @@ using ms_t = int64_t;
 /// CLOCK_MONOTONIC in milliseconds.
 ms_t monotonic_ms() noexcept;
 
+/// How long to wait after `failures` failures in a row: `first` after one, doubling after each more, at most 10 s.
+ms_t backoff_ms(ms_t first, unsigned failures) noexcept;
+
 /// Something epoll reports to.
 class io_handler {
 public:

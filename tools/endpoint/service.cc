@@ -17,14 +17,8 @@ namespace {
 constexpr ms_t short_lived_ms = 1000;
 /// Parked connections older than this are replaced (the proxy keeps one 10 minutes).
 constexpr ms_t recycle_ms = 8 * 60 * 1000;
-
-ms_t backoff_ms(unsigned failures) {
-    ms_t d = 200;
-    for (unsigned i = 1; i < failures && d < 10000; ++i) {
-        d *= 2;
-    }
-    return std::min<ms_t>(d, 10000);
-}
+/// The first wait after a failure; it doubles after each more.
+constexpr ms_t first_backoff_ms = 200;
 
 std::optional<net::address> resolve(const std::string& host_port, std::string& err) {
     net::address a;
@@ -113,7 +107,7 @@ ms_t service_pool::tick(ms_t now) {
                 log::warn("Endpoint: service connection to the proxy failed: {}; retrying with backoff", why);
                 _last_error = why;
             }
-            _next_dial = now + backoff_ms(_failures);
+            _next_dial = now + backoff_ms(first_backoff_ms, _failures);
             _last_failure_ms = now;
         }
     }
@@ -180,7 +174,7 @@ ms_t service_pool::tick(ms_t now) {
             }
         } else {
             dial(now); // probing: one at a time while the proxy fails
-            _next_dial = now + backoff_ms(_failures);
+            _next_dial = now + backoff_ms(first_backoff_ms, _failures);
         }
     }
     if (want > 0) {

@@ -175,6 +175,15 @@ uint16_t refusing_port() {
 
 } // namespace
 
+TEST_CASE("the backoff doubles from its first wait after each failure, up to 10 s") {
+    CHECK(backoff_ms(200, 1) == 200);
+    CHECK(backoff_ms(200, 2) == 400);
+    CHECK(backoff_ms(200, 6) == 6400);
+    CHECK(backoff_ms(100, 7) == 6400);
+    CHECK(backoff_ms(200, 7) == 10000);
+    CHECK(backoff_ms(100, 1000) == 10000);
+}
+
 TEST_CASE("the DoT pool pipelines queries and matches answers sent back in reverse order") {
     pki p;
     uint16_t port = 0;
