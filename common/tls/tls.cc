@@ -390,9 +390,13 @@ void session::shutdown() noexcept {
 }
 
 void session::refuse(refusal why) noexcept {
+#ifdef ZT_SYSTEM_WOLFSSL
+    (void)why; // Debian's wolfSSL has no public call to send an alert: the refusal is a bare close
+#else
     if (_ssl) {
         wolfSSL_zt_send_fatal_alert(_ssl, static_cast<int>(why)); // scripts/wolfssl/send-alert.patch
     }
+#endif
 }
 
 int session::peer_alert() const noexcept {
@@ -459,6 +463,15 @@ std::string_view session::alpn() const noexcept {
 
 const char* session::error_string() const noexcept { return wolfSSL_ERR_reason_error_string(_last_error); }
 const char* session::version() const noexcept { return _ssl ? wolfSSL_get_version(_ssl) : ""; }
-const char* session::cipher() const noexcept { return _ssl ? wolfSSL_get_cipher(_ssl) : ""; }
+const char* session::cipher() const noexcept {
+    if (!_ssl) {
+        return "";
+    }
+    const int suite = wolfSSL_get_current_cipher_suite(_ssl);
+    const char* iana = suite < 0 ? nullptr
+                                 : wolfSSL_get_cipher_name_iana_from_suite(static_cast<unsigned char>(suite >> 8),
+                                                                           static_cast<unsigned char>(suite & 0xff));
+    return iana ? iana : wolfSSL_get_cipher(_ssl);
+}
 
 } // namespace zt::tls

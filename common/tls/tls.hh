@@ -152,7 +152,8 @@ public:
     std::string_view alpn() const noexcept;
     /// Why the last call failed (wolfSSL's reason string).
     const char* error_string() const noexcept;
-    /// "TLSv1.3" etc., and the cipher suite name.
+    /// "TLSv1.3" etc., and the cipher suite's IANA name ("TLS_AES_128_GCM_SHA256"), whichever names the wolfSSL
+    /// build uses itself (Debian's says "TLS13-AES128-GCM-SHA256").
     const char* version() const noexcept;
     const char* cipher() const noexcept;
     WOLFSSL* raw() const noexcept { return _ssl; }

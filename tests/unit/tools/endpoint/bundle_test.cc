@@ -106,6 +106,12 @@ TEST_CASE("bundles") {
         CHECK(r.error.find("mismatched") != std::string::npos);
     }
     SUBCASE("a key that is not the certificate's") {
+#ifdef ZT_SYSTEM_WOLFSSL
+        // Debian's wolfSSL build does not compare an ECC key with the certificate when loading it; with it a
+        // mismatched key fails at the first handshake instead (the peer rejects the CertificateVerify).
+        MESSAGE("skipped: Debian's wolfSSL does not check the key against the certificate (-Dsystem_wolfssl)");
+        return;
+#endif
         auto bob = f.ca.issue_endpoint(config::endpoint_kind::client, "bob", config::key_type::ecdsa_p256, 10, {});
         auto dir = f.make("key", f.alice, f.ca.cert_pem());
         REQUIRE(fixture::put(dir + "/key.pem", bob.key_pem, 0600).empty());
