@@ -28,7 +28,7 @@ bridge::bridge(loop& l, role r, address_choice& proxies, tls_stream::params p)
     : _loop(l), _role(r), _tls(l, &_tls_side), _proxies(proxies), _params(std::move(p)) {
     _plain_side.b = this;
     _tls_side.b = this;
-    _started_ms = _dialled_ms = l.now();
+    _started_ms = l.now();
     _give_up_ms = _started_ms + proxy_timeout_ms;
     _order = proxies.order(_started_ms);
 }

@@ -47,8 +47,8 @@ public:
     /// The TLS handshake completed at some point.
     bool reached_open() const noexcept { return _opened_ms != 0; }
     ms_t opened_ms() const noexcept { return _opened_ms; }
-    /// When it began dialling the proxy.
-    ms_t dialled_ms() const noexcept { return _dialled_ms; }
+    /// When it began dialling the proxy; for a service connection the proxy handed a tunnel, when it did.
+    ms_t started_ms() const noexcept { return _started_ms; }
     /// Service role: the proxy handed over a client tunnel (a replacement should be dialled).
     bool taken() const noexcept { return _taken; }
     /// Service role: the proxy shard this connection is parked on (-1 until the proxy said), and how many it has.
@@ -108,7 +108,6 @@ private:
     bool _cut_here = false;
     bool _again = false;  ///< the pump stopped at its round limit with work left
     ms_t _started_ms = 0; ///< dialled; for a service connection, reset when the proxy hands it a tunnel
-    ms_t _dialled_ms = 0;
     ms_t _opened_ms = 0;
     ms_t _deadline_ms = 0; ///< this proxy address's connect and handshake, or the target's connect
     ms_t _give_up_ms = 0;  ///< every proxy address together

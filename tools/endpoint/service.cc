@@ -93,12 +93,13 @@ ms_t service_pool::tick(ms_t now) {
             continue;
         }
         if (!c->reached_open() || now - c->opened_ms() < short_lived_ms) {
-            if (_failures > 0 && c->reached_open() && c->dialled_ms() <= _last_failure_ms) {
+            if (_failures > 0 && c->reached_open() && c->started_ms() <= _last_failure_ms) {
                 // Parked, and dialled no later than the last failure: when the proxy stops, every young parked
                 // connection closes at once, and that is one failure, not one each (six made a 6.4 s backoff after
-                // a quick restart). The dial decides, not the open: the last ones may open in the same millisecond
-                // as the close that counted. No probe is dialled in the millisecond of a failure (the backoff).
-                // A dial that fails to reach the proxy always counts, so the backoff keeps growing while it is away.
+                // a quick restart). The dial decides (started_ms(): not taken, so never reset), not the open: the
+                // last ones may open in the same millisecond as the close that counted. No probe is dialled in the
+                // millisecond of a failure (the backoff). A dial that fails to reach the proxy always counts, so the
+                // backoff keeps growing while it is away.
                 continue;
             }
             ++_failures;
